@@ -1,0 +1,329 @@
+"""`open_lth`: the command line. Flags come from the hyperparameter dataclasses (see foundations/hparams).
+
+Parsing is two-phase: a first pass reads the flags that decide which other flags exist
+(`--default_hparams`, `--pruning_strategy`, `--training_strategy`, `--pretrain`, `--rewinding_steps`);
+then the full parser is built with every group's flags, showing the preset's defaults in `--help`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, ModelHparams, TrainingHparams)
+from open_lth_concave.foundations.paths import results_root
+from open_lth_concave.foundations.registry import UnknownNameError
+from open_lth_concave.foundations.step import StepError
+from open_lth_concave.platform import Platform
+
+SUBCOMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
+
+
+def subcommand(name: str, help_text: str):
+    def decorator(fn: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        SUBCOMMANDS[name] = (help_text, fn)
+        return fn
+    return decorator
+
+
+class UsageError(Exception):
+    """A bad command line: reported as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage + message; we print one line
+        raise UsageError(message)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from open_lth_concave.datasets.base import DatasetMissingError
+    from open_lth_concave.foundations.io import CorruptFileError
+    from open_lth_concave.pruning.mask import MaskShapeError
+    return (UsageError, HparamError, UnknownNameError, StepError, DatasetMissingError, CorruptFileError,
+            MaskShapeError)
+
+
+def loop_errors():
+    """Errors found while running (not bad input): exit 1 for these, 143 for a stop by signal."""
+    from open_lth_concave.pruning.strategy import PruningError
+    from open_lth_concave.training.loop import Interrupted, TrainingDiverged
+    return (TrainingDiverged, PruningError), Interrupted
+
+
+# ---- building jobs from flags ------------------------------------------------------------------------
+def _pre_parse(argv: list[str]) -> argparse.Namespace:
+    pre = OneLineParser(add_help=False)
+    pre.add_argument("--default_hparams", type=str, default=None)
+    pre.add_argument("--pruning_strategy", type=str, default=None)
+    pre.add_argument("--training_strategy", type=str, default=None)
+    pre.add_argument("--pretrain", action="store_true")
+    pre.add_argument("--rewinding_steps", type=str, default=None)
+    pre.add_argument("-h", "--help", action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def _defaults(name: Optional[str]) -> dict[str, dict[str, Any]]:
+    if not name:
+        return {}
+    from open_lth_concave.presets import load_defaults
+    return load_defaults(name)
+
+
+def add_job_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Job", "How this job runs; none of these enter the experiment name.")
+    group.add_argument("--default_hparams", type=str, default=None,
+                       help="A model name or preset whose hyperparameters are the defaults (flags override them).")
+    group.add_argument("--replicate", type=int, default=1, help="Replicate number, >= 1; also the seed. (default: 1)")
+    group.add_argument("--quiet", action="store_true", help="Do not print per-evaluation lines.")
+    group.add_argument("--evaluate_only_at_end", action="store_true", help="Evaluate only at the start and end steps.")
+    group.add_argument("--display_output_location", action="store_true", help="Print the output folder and exit.")
+    group.add_argument("--root", type=str, default=None,
+                       help="Results root (default: $OPEN_LTH_ROOT, else ~/open_lth_data).")
+    Platform.add_args(parser)
+
+
+def _strategy_pruning_cls(name: str):
+    from open_lth_concave.pruning.strategy import registry
+    return registry.get(name).hparams_cls
+
+
+def build_parser(command: str, argv: list[str], extra: Optional[Callable[[argparse.ArgumentParser], None]] = None
+                 ) -> tuple[argparse.ArgumentParser, dict[str, Any]]:
+    """The full parser for train/lottery, plus what the first pass decided (defaults, classes)."""
+    known = _pre_parse(argv)
+    defaults = _defaults(known.default_hparams)
+    parser = OneLineParser(prog=f"open_lth {command}", description=SUBCOMMANDS[command][0])
+    add_job_flags(parser)
+    DatasetHparams.add_args(parser, defaults.get("dataset"))
+    ModelHparams.add_args(parser, defaults.get("model"))
+    TrainingHparams.add_args(parser, defaults.get("training"))
+    info: dict[str, Any] = {"defaults": defaults}
+    if command == "lottery" or command == "lottery_branch":
+        strategy = known.pruning_strategy or defaults.get("pruning", {}).get("pruning_strategy")
+        pruning_cls = _strategy_pruning_cls(strategy) if strategy else None
+        if pruning_cls is None:
+            from open_lth_concave.foundations.hparams import PruningHparams
+            pruning_cls = PruningHparams
+        pruning_cls.add_args(parser, defaults.get("pruning"))
+        info["pruning_cls"] = pruning_cls
+        if command == "lottery":
+            lot = parser.add_argument_group("Lottery")
+            lot.add_argument("--levels", type=int, default=None,
+                             help="Pruning levels after the dense level 0 (required: int >= 0).")
+            lot.add_argument("--rewinding_steps", type=str, default=None,
+                             help="Rewind surviving weights to this step instead of initialization (optional: step).")
+            lot.add_argument("--pretrain", action="store_true",
+                             help="Pretrain before level 0; adds --pretrain_* dataset and training flags.")
+            lot.add_argument("--train_final_ticket_only", action="store_true",
+                             help="Run every level's mask search but train only the last level's ticket "
+                                  "(the paper's Table III protocol; strategies that need trained tickets refuse it).")
+            if known.pretrain:
+                DatasetHparams.add_args(parser, defaults.get("pretrain_dataset", defaults.get("dataset")),
+                                        prefix="pretrain_", title="Pretraining Dataset Hyperparameters")
+                TrainingHparams.add_args(parser, defaults.get("pretrain_training", defaults.get("training")),
+                                         prefix="pretrain_", title="Pretraining Training Hyperparameters")
+            info["pretrain"] = known.pretrain
+    if extra:
+        extra(parser)
+    return parser, info
+
+
+def desc_from_args(command: str, args: argparse.Namespace, info: dict[str, Any]):
+    from dataclasses import replace
+    from open_lth_concave.lottery.desc import LotteryDesc, TrainingDesc
+    d = info["defaults"]
+    dataset = DatasetHparams.from_args(args, d.get("dataset"))
+    model = ModelHparams.from_args(args, d.get("model"))
+    training = TrainingHparams.from_args(args, d.get("training"))
+    if command == "train":
+        return TrainingDesc(dataset, model, training)
+    pruning = info["pruning_cls"].from_args(args, d.get("pruning"))
+    _strategy_pruning_cls(pruning.pruning_strategy)  # unknown names fail here, with the list
+    desc = LotteryDesc(dataset, model, training, pruning)
+    rewinding = getattr(args, "rewinding_steps", None) or d.get("job", {}).get("rewinding_steps")
+    if getattr(args, "pretrain", False):
+        if rewinding:
+            raise HparamError("--rewinding_steps and --pretrain cannot be used together")
+        desc.pretrain_dataset_hparams = DatasetHparams.from_args(args, d.get("pretrain_dataset", d.get("dataset")), prefix="pretrain_")
+        desc.pretrain_training_hparams = TrainingHparams.from_args(args, d.get("pretrain_training", d.get("training")), prefix="pretrain_")
+    elif rewinding:
+        from open_lth_concave.foundations.step import Step
+        Step.check_str(rewinding, flag="rewinding_steps")
+        desc.pretrain_dataset_hparams = dataset
+        desc.pretrain_training_hparams = replace(training, training_steps=rewinding)
+    return desc
+
+
+def _check_model_and_dataset(desc) -> None:
+    """Unknown model or dataset names fail before anything is written."""
+    from open_lth_concave.datasets import registry as datasets
+    from open_lth_concave.models import registry as models
+    from open_lth_concave.models.initializers import batchnorm_inits, model_inits
+    models.get(desc.model_hparams.model_name)
+    model_inits.get(desc.model_hparams.model_init)
+    batchnorm_inits.get(desc.model_hparams.batchnorm_init)
+    datasets.get(desc.dataset_hparams.dataset_name)
+
+
+def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
+    if args.replicate < 1:
+        raise HparamError(f"invalid --replicate {args.replicate}: must be an integer >= 1")
+    root = Path(args.root).expanduser() if args.root else results_root()
+    platform = Platform.from_args(args)
+    if platform.deterministic:
+        import torch
+        torch.use_deterministic_algorithms(True)
+    return root, platform
+
+
+# ---- subcommands -------------------------------------------------------------------------------------
+@subcommand("train", "Train a dense network.")
+def cmd_train(argv: list[str]) -> int:
+    from open_lth_concave.training.runner import TrainingRunner
+    parser, info = build_parser("train", argv)
+    args = parser.parse_args(argv)
+    desc = desc_from_args("train", args, info)
+    _check_model_and_dataset(desc)
+    root, platform = job_common(args)
+    runner = TrainingRunner(desc, root, args.replicate, platform, args.quiet, args.evaluate_only_at_end)
+    if args.display_output_location:
+        print(runner.output_dir)
+        return 0
+    metrics = runner.run()
+    print(f"Final test accuracy {100 * metrics['test_accuracy']:.2f}%")
+    return 0
+
+
+def make_lottery_runner(argv: list[str]):
+    from open_lth_concave.lottery.runner import LotteryRunner
+    parser, info = build_parser("lottery", argv)
+    args = parser.parse_args(argv)
+    desc = desc_from_args("lottery", args, info)
+    _check_model_and_dataset(desc)
+    levels = args.levels if args.levels is not None else info["defaults"].get("job", {}).get("levels")
+    if levels is None:
+        raise HparamError("missing required flag --levels (pruning levels after the dense level 0)")
+    if levels < 0 or levels > 1000:
+        raise HparamError(f"invalid --levels {levels}: must be an integer from 0 to 1000")
+    root, platform = job_common(args)
+    runner = LotteryRunner(desc, levels, root, args.replicate, platform, args.quiet, args.evaluate_only_at_end,
+                           args.train_final_ticket_only)
+    return runner, args
+
+
+@subcommand("lottery", "Find lottery tickets: level 0 dense, then --levels pruning levels with rewinding.")
+def cmd_lottery(argv: list[str]) -> int:
+    runner, args = make_lottery_runner(argv)
+    if args.display_output_location:
+        print(runner.replicate_dir)
+        return 0
+    runner.run()
+    return 0
+
+
+@subcommand("lottery_branch", "Run a branch experiment on the levels of a finished lottery trunk.")
+def cmd_lottery_branch(argv: list[str]) -> int:
+    from open_lth_concave.branches import registry as branches
+    if not argv or argv[0].startswith("-"):
+        print("Branches (open_lth lottery_branch NAME --help):")
+        for name in branches.list():
+            print(f"    * {name}: {branches.get(name).description}")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    branch = branches.get(argv[0])
+    rest = argv[1:]
+    from open_lth_concave.branches.base import BranchContext, parse_levels
+    known = _pre_parse(rest)
+    defaults = _defaults(known.default_hparams)
+
+    def extra(parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("Lottery trunk")
+        g.add_argument("--levels", type=str, default=None, help="Trunk levels to branch from, e.g. 0,2-4 (required).")
+        g.add_argument("--rewinding_steps", type=str, default=None, help="The trunk's rewinding step, if any.")
+        g.add_argument("--trunk_levels", type=int, default=None,
+                       help="How many levels the trunk has (default: the highest level found on disk).")
+        branch.hparams_cls.add_args(parser)
+        for prefix, (cls, source) in branch.extra_groups.items():
+            source_key = source.replace("_hparams", "")
+            cls.add_args(parser, defaults.get(source_key), prefix=prefix.split("_")[0] + "_",
+                         title=f"{cls._group_name} ({prefix})")
+
+    parser, info = build_parser("lottery_branch", rest, extra)
+    parser.prog = f"open_lth lottery_branch {argv[0]}"
+    args = parser.parse_args(rest)
+    desc = desc_from_args("lottery_branch", args, info)
+    _check_model_and_dataset(desc)
+    branch_args = branch.hparams_cls.from_args(args)
+    extra_groups = {}
+    for prefix, (cls, source) in branch.extra_groups.items():
+        trunk_group = getattr(desc, source).to_dict()
+        extra_groups[prefix] = cls.from_args(args, trunk_group, prefix=prefix.split("_")[0] + "_")
+    if args.levels is None:
+        raise HparamError("missing required flag --levels (trunk levels, e.g. 0,2-4)")
+    root, platform = job_common(args)
+    from open_lth_concave.lottery.runner import LotteryRunner
+    trunk = LotteryRunner(desc, 0, root, args.replicate, platform, args.quiet, args.evaluate_only_at_end)
+    existing = sorted(int(p.name.split("_")[1]) for p in trunk.replicate_dir.glob("level_[0-9]*"))
+    max_level = args.trunk_levels if args.trunk_levels is not None else (existing[-1] if existing else -1)
+    if max_level < 0:
+        raise HparamError(f"no lottery trunk at {trunk.replicate_dir}: run `open_lth lottery` with the same flags first")
+    levels = parse_levels(args.levels, max_level)
+    trunk._setup()
+    for level in levels:
+        out = trunk.level_dir(level) / branch.hashname(branch_args, extra_groups)
+        if args.display_output_location:
+            print(out)
+            continue
+        if not (trunk.main_dir(level) / "mask.pth").exists():
+            raise HparamError(f"trunk level {level} has no mask at {trunk.main_dir(level)}: run the lottery first")
+        branch.fn(BranchContext(trunk, level, out, extra_groups), **branch_args.to_dict())
+    return 0
+
+
+# ---- entry point -------------------------------------------------------------------------------------
+def _register_optional_subcommands() -> None:
+    for module, name in (("open_lth_concave.illustrate", "illustrate"), ("open_lth_concave.report.compare", "compare"),
+                         ("open_lth_concave.report.summary", "summary")):
+        try:
+            mod = __import__(module, fromlist=["main"])
+        except ImportError:
+            continue
+        if hasattr(mod, "main"):
+            SUBCOMMANDS.setdefault(name, ((mod.__doc__ or name).strip().splitlines()[0], mod.main))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from open_lth_concave.plugins import load_core, load_plugins
+    argv = list(sys.argv[1:] if argv is None else argv)
+    load_core()
+    load_plugins()
+    _register_optional_subcommands()
+    if not argv or argv[0] not in SUBCOMMANDS:
+        rule = "=" * 82
+        print(f"{rule}\nopen_lth_concave: lottery tickets by iterative magnitude pruning and concave soft masks\n{'-' * 82}")
+        for name, (text, _) in SUBCOMMANDS.items():
+            print(f"    * open_lth {name}: {text}")
+        print(rule)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"open_lth: error: unknown subcommand {argv[0]!r}; valid: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        return SUBCOMMANDS[argv[0]][1](argv[1:])
+    except user_errors() as e:
+        print(f"open_lth {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
+    except (loop_errors()[0]) as e:
+        print(f"open_lth {argv[0]}: error: {e}", file=sys.stderr)
+        return 1
+    except loop_errors()[1] as e:
+        print(f"open_lth {argv[0]}: {e}", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"open_lth {argv[0]}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Concave penalties r: [0,1] -> [0,1] on the relaxed mask (Assumption 1 of the paper).
+
+Each regularizer is registered by name and owns its hyperparameter dataclass (e.g. `log` owns
+`epsilon`). Registering one here is all it takes to get a pruning strategy `concave_<name>`
+(see `concave/strategies.py`) and a curve in `open_lth illustrate`. A new penalty is a few lines:
+subclass `Regularizer`, give `value` (and `derivative`, used by tests and solvers), register.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
+from open_lth_concave.foundations.registry import Registry
+
+
+@dataclass(kw_only=True)
+class NoHparams(Hparams):
+    _group_name: ClassVar[str] = "Regularizer Hyperparameters"
+
+
+class Regularizer:
+    """r(m) applied elementwise; R(m) = sum r(m_i)."""
+    hparams_cls: ClassVar[type[Hparams]] = NoHparams
+    default_lambda: ClassVar[float] = 1e-6
+    strictly_concave: ClassVar[bool] = True
+
+    def __init__(self, hparams: Hparams | None = None):
+        self.hparams = hparams if hparams is not None else self.hparams_cls()
+        self.hparams.validate()
+
+    def value(self, m: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def derivative(self, m: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def total(self, m: torch.Tensor) -> torch.Tensor:
+        return self.value(m).sum()
+
+
+registry: Registry[type[Regularizer]] = Registry("regularizer")
+
+
+@registry.register("l1")
+class L1(Regularizer):
+    """r(m) = m: the convex limit case (the l1 norm restricted to [0,1])."""
+    default_lambda = 3e-6
+    strictly_concave = False
+
+    def value(self, m: torch.Tensor) -> torch.Tensor:
+        return m
+
+    def derivative(self, m: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(m)
+
+
+@dataclass(kw_only=True)
+class LogHparams(Hparams):
+    _group_name: ClassVar[str] = "Log Regularizer Hyperparameters"
+    epsilon: float = hp(0.1, "epsilon of the log penalty r(m)=log((m+eps)/eps)/log((1+eps)/eps); smaller is closer to l0.")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.epsilon > 0:
+            raise HparamError(f"invalid --epsilon {self.epsilon}: must be > 0")
+
+
+@registry.register("log")
+class Log(Regularizer):
+    """r(m) = log((m+eps)/eps) / log((1+eps)/eps) (Candes, Wakin, Boyd)."""
+    hparams_cls = LogHparams
+    default_lambda = 1e-6
+
+    def _scale(self) -> float:
+        eps = self.hparams.epsilon
+        return math.log((1 + eps) / eps)
+
+    def value(self, m: torch.Tensor) -> torch.Tensor:
+        eps = self.hparams.epsilon
+        return torch.log1p(m / eps) / self._scale()
+
+    def derivative(self, m: torch.Tensor) -> torch.Tensor:
+        return 1.0 / ((m + self.hparams.epsilon) * self._scale())
+
+
+@dataclass(kw_only=True)
+class LqHparams(Hparams):
+    _group_name: ClassVar[str] = "Lq Regularizer Hyperparameters"
+    q: float = hp(0.5, "exponent of the lq penalty r(m)=m^q, in (0, 1]; smaller is closer to l0.")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.q <= 1:
+            raise HparamError(f"invalid --q {self.q}: must be in (0, 1]")
+
+
+_LQ_FLOOR = 1e-8  # r'(0) is infinite for q < 1; gradients are taken at max(m, floor)
+
+
+@registry.register("lq")
+class Lq(Regularizer):
+    """r(m) = m^q with 0 < q <= 1 (Foucart and Lai)."""
+    hparams_cls = LqHparams
+    default_lambda = 1e-6
+
+    def value(self, m: torch.Tensor) -> torch.Tensor:
+        return m.clamp_min(_LQ_FLOOR) ** self.hparams.q
+
+    def derivative(self, m: torch.Tensor) -> torch.Tensor:
+        q = self.hparams.q
+        return q * m.clamp_min(_LQ_FLOOR) ** (q - 1)
+
+
+@dataclass(kw_only=True)
+class McpHparams(Hparams):
+    _group_name: ClassVar[str] = "MCP Regularizer Hyperparameters"
+    mcp_gamma: float = hp(1.0, "gamma >= 1 of the minimax concave penalty; 1 is the most concave.")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.mcp_gamma >= 1:
+            raise HparamError(f"invalid --mcp_gamma {self.mcp_gamma}: must be >= 1")
+
+
+@registry.register("mcp")
+class Mcp(Regularizer):
+    """Minimax concave penalty (Zhang 2010) on [0,1], scaled so r(1)=1: (m - m^2/(2g)) / (1 - 1/(2g))."""
+    hparams_cls = McpHparams
+    default_lambda = 1e-6
+
+    def value(self, m: torch.Tensor) -> torch.Tensor:
+        g = self.hparams.mcp_gamma
+        return (m - m * m / (2 * g)) / (1 - 1 / (2 * g))
+
+    def derivative(self, m: torch.Tensor) -> torch.Tensor:
+        g = self.hparams.mcp_gamma
+        return (1 - m / g) / (1 - 1 / (2 * g))

@@ -1,0 +1,297 @@
+"""Hyperparameters as dataclasses: the single source of truth for defaults, CLI flags, help and hashes.
+
+A hyperparameter group is a `kw_only` dataclass deriving from `Hparams`. Each field is declared with
+`hp(default, "help")` (or `hp(help="...")` for a required field). From that one declaration come: the
+`--<prefix><field>` flag and its help text, the canonical text hashed into the experiment name (fields
+equal to their default are left out, so adding a hyperparameter with a default renames nothing), the
+banner, and JSON round trips.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Optional, Union
+
+
+class HparamError(ValueError):
+    """A hyperparameter value that is not allowed; the message names the value and what is allowed."""
+
+
+def hp(default: Any = MISSING, help: str = "", choices: Optional[list] = None) -> Any:
+    """Declare a hyperparameter field: its default (omit for a required field) and a one-line help."""
+    metadata = {"help": help, "choices": choices}
+    if default is MISSING:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    """(python type, optional?) for annotations like `float`, `Optional[int]`, `str | None`."""
+    origin = typing.get_origin(annotation)
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0], True
+    return annotation, False
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise HparamError(f"expected a boolean (true/false), got {text!r}")
+
+
+@dataclass(kw_only=True)
+class Hparams:
+    """Base of every hyperparameter group."""
+
+    _group_name: ClassVar[str] = "Hyperparameters"
+    _description: ClassVar[str] = ""
+
+    # ---- introspection -------------------------------------------------------------------------
+    @classmethod
+    def field_types(cls) -> dict[str, tuple[type, bool]]:
+        hints = typing.get_type_hints(cls)
+        return {f.name: _base_type(hints[f.name]) for f in fields(cls)}
+
+    @classmethod
+    def default_of(cls, name: str) -> Any:
+        f = {f.name: f for f in fields(cls)}[name]
+        return f.default
+
+    @classmethod
+    def required_fields(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.default is MISSING]
+
+    def non_default_items(self) -> list[tuple[str, Any]]:
+        out = []
+        for f in sorted(fields(self), key=lambda f: f.name):
+            value = getattr(self, f.name)
+            if f.default is MISSING or value != f.default:
+                out.append((f.name, value))
+        return out
+
+    # ---- canonical text and display -----------------------------------------------------------
+    def canonical(self) -> str:
+        """open_lth's hash text: `Hparams(a=1, b='x')` over required and non-default fields."""
+        def show(v: Any) -> str:
+            if isinstance(v, Hparams):
+                return v.canonical()
+            if isinstance(v, str):
+                return f"'{v}'"
+            return str(v)
+        return "Hparams(" + ", ".join(f"{k}={show(v)}" for k, v in self.non_default_items()) + ")"
+
+    def display(self) -> str:
+        lines = [f"{self._group_name}"]
+        lines += [f"    * {k} => {v}" for k, v in self.non_default_items()]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, partial: bool = False) -> "Hparams":
+        """Build from a plain dict (a preset or a saved hparams.json); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise HparamError(f"unknown {cls._group_name.lower()} field(s) {', '.join(unknown)}; "
+                              f"valid: {', '.join(sorted(known))}")
+        coerced = {k: cls.coerce(k, v) for k, v in values.items()}
+        missing = [n for n in cls.required_fields() if n not in coerced]
+        if missing and not partial:
+            raise HparamError(f"missing required hyperparameter(s): {', '.join('--' + m for m in missing)}")
+        obj = cls(**coerced)
+        obj.validate()
+        return obj
+
+    @classmethod
+    def coerce(cls, name: str, value: Any) -> Any:
+        """Convert a raw value (string from the CLI or JSON scalar) to the field's type, or explain."""
+        typ, optional = cls.field_types()[name]
+        if value is None:
+            if optional:
+                return None
+            raise HparamError(f"--{name} must be given a {typ.__name__} value")
+        try:
+            if typ is bool:
+                return value if isinstance(value, bool) else _parse_bool(str(value))
+            if typ is int:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                return int(value) if not isinstance(value, str) else int(value.strip())
+            if typ is float:
+                if isinstance(value, bool):
+                    raise ValueError
+                out = float(value)
+                if not math.isfinite(out):
+                    raise ValueError
+                return out
+            if typ is str:
+                if not isinstance(value, str):
+                    raise ValueError
+                return value
+        except (ValueError, TypeError, OverflowError):
+            raise HparamError(f"invalid value {value!r} for --{name}: expected a finite {typ.__name__}") from None
+        return value
+
+    def validate(self) -> None:
+        """Check ranges; subclasses extend. Raise HparamError naming the value and what is allowed."""
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise HparamError(f"invalid value {value!r} for --{f.name}; allowed: {', '.join(map(str, choices))}")
+
+    # ---- command line ------------------------------------------------------------------------
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser, defaults: Optional[dict[str, Any]] = None,
+                 prefix: str = "", title: Optional[str] = None) -> None:
+        """One flag per field. Defaults (class or preset) are shown in help but applied in from_args,
+        so the parser can tell an explicit flag from an untouched one."""
+        group = parser.add_argument_group(title or cls._group_name, cls._description or None)
+        defaults = defaults or {}
+        for f in fields(cls):
+            typ, optional = cls.field_types()[f.name]
+            shown_default = defaults.get(f.name, f.default)
+            help_text = f.metadata.get("help", "")
+            if f.metadata.get("choices"):
+                help_text += f" One of: {', '.join(map(str, f.metadata['choices']))}."
+            if typ is bool:
+                group.add_argument(f"--{prefix}{f.name}", action="store_true", default=None,
+                                   help=f"{help_text} (default: {shown_default})".replace("%", "%%"))
+                continue
+            if shown_default is MISSING:
+                tag = f"(required: {typ.__name__})"
+            elif shown_default is None:
+                tag = f"(optional: {typ.__name__})"
+            else:
+                tag = f"(default: {shown_default})"
+            group.add_argument(f"--{prefix}{f.name}", type=str, default=None, metavar=typ.__name__.upper(),
+                               help=f"{help_text} {tag}".replace("%", "%%"))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, defaults: Optional[dict[str, Any]] = None,
+                  prefix: str = "") -> "Hparams":
+        """Preset/model defaults, overridden by every flag given explicitly."""
+        names = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if k in names}
+        for f in fields(cls):
+            raw = getattr(args, f"{prefix}{f.name}", None)
+            if raw is not None:
+                values[f.name] = raw
+        missing = [f"--{prefix}{n}" for n in cls.required_fields() if values.get(n, MISSING) is MISSING]
+        if missing:
+            raise HparamError(f"missing required flag(s): {', '.join(missing)}")
+        return cls.from_dict(values)
+
+
+def replace(h: Hparams, **changes: Any) -> Hparams:
+    """dataclasses.replace that re-validates."""
+    out = dataclasses.replace(h, **changes)
+    out.validate()
+    return out
+
+
+# ================================================================================================
+# The core's hyperparameter groups (names and defaults as in open_lth).
+# ================================================================================================
+
+@dataclass(kw_only=True)
+class DatasetHparams(Hparams):
+    _group_name: ClassVar[str] = "Dataset Hyperparameters"
+    _description: ClassVar[str] = "Which data and how they are batched and augmented."
+
+    dataset_name: str = hp(help="The dataset (a registered name, e.g. digits, mnist, cifar10).")
+    batch_size: int = hp(help="Examples per training step.")
+    do_not_augment: bool = hp(False, "Turn off the dataset's training augmentation (crops, flips).")
+    transformation_seed: Optional[int] = hp(None, "Seed of the data augmentation (default: the replicate).")
+    subsample_fraction: Optional[float] = hp(None, "Train on this fraction of the training set, in (0, 1].")
+    random_labels_fraction: Optional[float] = hp(None, "Replace this fraction of training labels at random, in [0, 1].")
+    unsupervised_labels: Optional[str] = hp(None, "Not supported here; kept for open_lth command-line compatibility.")
+    blur_factor: Optional[int] = hp(None, "Downsample then upsample training images by this integer factor.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.batch_size <= 0:
+            raise HparamError(f"invalid --batch_size {self.batch_size}: must be a positive integer")
+        if self.subsample_fraction is not None and not 0 < self.subsample_fraction <= 1:
+            raise HparamError(f"invalid --subsample_fraction {self.subsample_fraction}: must be in (0, 1]")
+        if self.random_labels_fraction is not None and not 0 <= self.random_labels_fraction <= 1:
+            raise HparamError(f"invalid --random_labels_fraction {self.random_labels_fraction}: must be in [0, 1]")
+        if self.blur_factor is not None and self.blur_factor < 1:
+            raise HparamError(f"invalid --blur_factor {self.blur_factor}: must be an integer >= 1")
+        if self.unsupervised_labels is not None:
+            raise HparamError(f"invalid --unsupervised_labels {self.unsupervised_labels!r}: not supported")
+
+
+@dataclass(kw_only=True)
+class ModelHparams(Hparams):
+    _group_name: ClassVar[str] = "Model Hyperparameters"
+    _description: ClassVar[str] = "Which architecture and how it is initialized."
+
+    model_name: str = hp(help="The model (e.g. mnist_lenet_300_100, cifar_resnet_20, cifar_vgg_11).")
+    model_init: str = hp(help="Initializer of conv/linear weights (kaiming_normal, kaiming_uniform, binary, orthogonal).")
+    batchnorm_init: str = hp(help="Initializer of batch-norm weights (uniform, fixed).")
+    batchnorm_frozen: bool = hp(False, "Do not train batch-norm parameters.")
+    output_frozen: bool = hp(False, "Do not train the output layer.")
+    others_frozen: bool = hp(False, "Train only batch norm and the output layer.")
+    others_frozen_exceptions: Optional[str] = hp(None, "Comma-separated tensor names still trained with --others_frozen.")
+
+
+@dataclass(kw_only=True)
+class TrainingHparams(Hparams):
+    _group_name: ClassVar[str] = "Training Hyperparameters"
+    _description: ClassVar[str] = "The optimizer, schedule and length of a training run."
+
+    optimizer_name: str = hp(help="The optimizer.", choices=["sgd", "adam"])
+    lr: float = hp(help="The learning rate.")
+    training_steps: str = hp(help="Training length as a step string: 160ep, 500it or 2ep100it.")
+    data_order_seed: Optional[int] = hp(None, "Seed of the data order (default: derived from the replicate).")
+    momentum: float = hp(0.0, "SGD momentum.")
+    nesterov_momentum: float = hp(0.0, "SGD Nesterov momentum (use instead of --momentum).")
+    milestone_steps: Optional[str] = hp(None, "Comma-separated steps at which the lr is multiplied by gamma.")
+    gamma: Optional[float] = hp(None, "Learning-rate factor at each milestone.")
+    warmup_steps: Optional[str] = hp(None, "Linear learning-rate warm-up length (a step string).")
+    weight_decay: Optional[float] = hp(None, "L2 weight decay on every parameter.")
+    apex_fp16: bool = hp(False, "Train in reduced precision (here: bf16 autocast; see --precision).")
+    training_strategy: str = hp("standard", "Training strategy (a registered name); pruning strategies may use others.")
+
+    def validate(self) -> None:
+        super().validate()
+        from open_lth_concave.foundations.step import Step
+        if not self.lr > 0:
+            raise HparamError(f"invalid --lr {self.lr}: must be a positive number")
+        for name in ("training_steps", "warmup_steps"):
+            value = getattr(self, name)
+            if value is not None:
+                Step.check_str(value, flag=name)
+        if self.milestone_steps:
+            for part in self.milestone_steps.split(","):
+                Step.check_str(part.strip(), flag="milestone_steps")
+        if self.milestone_steps and self.gamma is None:
+            raise HparamError("--milestone_steps needs --gamma (the learning-rate factor at each milestone)")
+        if self.momentum < 0 or self.nesterov_momentum < 0:
+            raise HparamError(f"invalid momentum {self.momentum or self.nesterov_momentum}: must be >= 0")
+        if self.momentum and self.nesterov_momentum:
+            raise HparamError("give --momentum or --nesterov_momentum, not both")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise HparamError(f"invalid --weight_decay {self.weight_decay}: must be >= 0")
+        if self.gamma is not None and self.gamma <= 0:
+            raise HparamError(f"invalid --gamma {self.gamma}: must be positive")
+        from open_lth_concave.training.strategy import registry as training_strategies
+        training_strategies.get(self.training_strategy)
+
+
+@dataclass(kw_only=True)
+class PruningHparams(Hparams):
+    """Base of every pruning strategy's hyperparameters; each strategy subclasses it with its own."""
+    _group_name: ClassVar[str] = "Pruning Hyperparameters"
+    _description: ClassVar[str] = "How each level's mask is derived from the previous level."
+
+    pruning_strategy: str = hp(help="The pruning strategy (a registered name, e.g. sparse_global, concave_log).")

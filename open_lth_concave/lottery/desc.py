@@ -1,0 +1,84 @@
+"""Job descriptions: the hyperparameter groups of a job, and the experiment name hashed from them."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Optional
+
+from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, Hparams, ModelHparams,
+                                                  PruningHparams, TrainingHparams)
+
+
+def hash_of(groups: list[Optional[Hparams]]) -> str:
+    """md5 over the canonical texts of the present groups joined with ';' (open_lth's rule)."""
+    text = ";".join(g.canonical() for g in groups if g is not None)
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Desc:
+    """Base: groups are the dataclass fields ending in `_hparams`, hashed in field-name order."""
+    prefix = "job"
+
+    def groups(self) -> list[Optional[Hparams]]:
+        names = sorted(f.name for f in fields(self) if f.name.endswith("_hparams"))
+        return [getattr(self, n) for n in names]
+
+    @property
+    def hashname(self) -> str:
+        return f"{self.prefix}_{hash_of(self.groups())}"
+
+    def run_path(self, root: Path, replicate: int) -> Path:
+        return Path(root) / self.hashname / f"replicate_{replicate}"
+
+    def display(self) -> str:
+        return "\n".join(g.display() for g in self.groups() if g is not None)
+
+    def to_dict(self) -> dict:
+        return {f.name: (getattr(self, f.name).to_dict() if getattr(self, f.name) is not None else None)
+                for f in fields(self)}
+
+
+@dataclass
+class TrainingDesc(Desc):
+    dataset_hparams: DatasetHparams
+    model_hparams: ModelHparams
+    training_hparams: TrainingHparams
+    prefix = "train"
+
+
+@dataclass
+class LotteryDesc(Desc):
+    dataset_hparams: DatasetHparams
+    model_hparams: ModelHparams
+    training_hparams: TrainingHparams
+    pruning_hparams: PruningHparams
+    pretrain_dataset_hparams: Optional[DatasetHparams] = None
+    pretrain_training_hparams: Optional[TrainingHparams] = None
+    prefix = "lottery"
+
+    @property
+    def pretrains(self) -> bool:
+        return self.pretrain_training_hparams is not None
+
+    @property
+    def rewinds_in_place(self) -> bool:
+        """Pretraining on the same data and schedule = rewinding: the main run resumes at its end."""
+        return self.pretrains and self.pretrain_dataset_hparams == self.dataset_hparams and \
+            _same_schedule(self.pretrain_training_hparams, self.training_hparams)
+
+    def validate_steps(self, iterations_per_epoch: int) -> None:
+        from open_lth_concave.foundations.step import Step
+        end = Step.from_str(self.training_hparams.training_steps, iterations_per_epoch)
+        if self.rewinds_in_place:
+            rewind = Step.from_str(self.pretrain_training_hparams.training_steps, iterations_per_epoch)
+            if rewind > end:
+                raise HparamError(f"invalid --rewinding_steps {self.pretrain_training_hparams.training_steps}: "
+                                  f"beyond the training length {self.training_hparams.training_steps} "
+                                  f"({rewind.iteration} > {end.iteration} iterations)")
+
+
+def _same_schedule(a: TrainingHparams, b: TrainingHparams) -> bool:
+    from dataclasses import replace
+    return replace(a, training_steps=b.training_steps) == b

@@ -1,0 +1,183 @@
+"""The lottery: level 0 trains the dense network; level L>0 asks the pruning strategy for a mask
+from level L-1, rewinds the surviving weights to the rewind point and trains the ticket.
+
+Layout under the experiment folder: `replicate_N/level_pretrain/main` (pretraining or rewinding),
+`replicate_N/level_L/main` (the ticket: mask.pth, sparsity_report.json, model_*.pth, logger, ...),
+`replicate_N/level_L/pruning` (whatever the strategy keeps, e.g. a concave search), and
+`replicate_N/report.json` (per level: remaining weights, accuracy, times).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from torch import nn
+
+from open_lth_concave.foundations import io
+from open_lth_concave.foundations.hparams import HparamError
+from open_lth_concave.foundations.step import Step
+from open_lth_concave.lottery.desc import LotteryDesc
+from open_lth_concave.lottery.experiment import Data, banner, make_data, make_model
+from open_lth_concave.platform import Platform
+from open_lth_concave.pruning.mask import Mask, apply_mask
+from open_lth_concave.pruning.strategy import PruningContext
+from open_lth_concave.pruning.strategy import registry as pruning_registry
+from open_lth_concave.training import loop
+from open_lth_concave.training.metric_logger import MetricLogger
+
+
+@dataclass
+class LotteryRunner:
+    desc: LotteryDesc
+    levels: int
+    root: Path
+    replicate: int = 1
+    platform: Platform = field(default_factory=Platform)
+    quiet: bool = False
+    evaluate_only_at_end: bool = False
+    train_final_ticket_only: bool = False
+
+    # ---- derived ----------------------------------------------------------------------------------
+    @property
+    def replicate_dir(self) -> Path:
+        return self.desc.run_path(self.root, self.replicate)
+
+    def level_dir(self, level: int) -> Path:
+        return self.replicate_dir / f"level_{level}"
+
+    def main_dir(self, level: int) -> Path:
+        return self.level_dir(level) / "main"
+
+    def _setup(self) -> None:
+        self.strategy = pruning_registry.get(self.desc.pruning_hparams.pruning_strategy)(self.desc.pruning_hparams)
+        if self.train_final_ticket_only and self.strategy.needs_trained_model:
+            raise HparamError(f"invalid --train_final_ticket_only with --pruning_strategy "
+                              f"{self.desc.pruning_hparams.pruning_strategy}: it prunes from trained tickets, "
+                              "so every level must be trained")
+        self.data: Data = make_data(self.desc.dataset_hparams, self.desc.training_hparams, self.replicate, self.platform)
+        ipe = self.data.iterations_per_epoch
+        self.desc.validate_steps(ipe)
+        self.end_step = Step.from_str(self.desc.training_hparams.training_steps, ipe)
+        self.start_step = Step.zero(ipe)
+        if self.desc.pretrains:
+            self.pretrain_data = make_data(self.desc.pretrain_dataset_hparams, self.desc.pretrain_training_hparams,
+                                           self.replicate, self.platform)
+            self.pretrain_end = Step.from_str(self.desc.pretrain_training_hparams.training_steps,
+                                              self.pretrain_data.iterations_per_epoch)
+            if self.desc.rewinds_in_place:
+                self.start_step = Step(self.pretrain_end.iteration, ipe)
+
+    # ---- the run ----------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        self._setup()
+        if not self.quiet:
+            print(banner(f"Lottery Ticket Experiment (Replicate {self.replicate})", self.desc.display(),
+                         self.replicate_dir), flush=True)
+        self.replicate_dir.mkdir(parents=True, exist_ok=True)
+        io.save_json(self.desc.to_dict(), self.replicate_dir.parent / "hparams.json")
+        self._establish_initial_weights()
+        rows = []
+        for level in range(self.levels + 1):
+            rows.append(self._run_level(level))
+        io.save_json({"levels": rows, "strategy": self.desc.pruning_hparams.pruning_strategy},
+                     self.replicate_dir / "report.json")
+        return rows
+
+    def _establish_initial_weights(self) -> None:
+        start_file = loop.model_path(self.main_dir(0), self.start_step)
+        if start_file.exists():
+            return
+        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
+        if self.desc.pretrains:
+            pre_dir = self.replicate_dir / "level_pretrain" / "main"
+            mask = Mask.ones_like(model)
+            job = loop.TrainJob(pre_dir, model, mask, self.pretrain_data.train, self.pretrain_data.test,
+                                self.desc.pretrain_training_hparams, Step.zero(self.pretrain_data.iterations_per_epoch),
+                                self.pretrain_end, self.platform, quiet=self.quiet,
+                                evaluate_only_at_end=self.evaluate_only_at_end, label="pretrain")
+            model, _ = loop.train(job)
+        io.save_torch(loop._cpu_state(model), start_file)
+
+    def rewind_model(self) -> nn.Module:
+        """A model holding level 0's complete state (weights and batch-norm statistics) at the rewind step."""
+        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
+        model.load_state_dict(io.load_torch(loop.model_path(self.main_dir(0), self.start_step)))
+        return model
+
+    def trained_model(self, level: int) -> nn.Module:
+        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
+        path = loop.model_path(self.main_dir(level), self.end_step)
+        if not path.exists():
+            raise FileNotFoundError(f"level {level} has no trained ticket at {path}")
+        model.load_state_dict(io.load_torch(path))
+        return model
+
+    def train_from_rewind(self, model: nn.Module, mask: Mask, output_dir: Path, make_strategy=None,
+                          label: str = "train") -> tuple[nn.Module, object]:
+        job = loop.TrainJob(output_dir, model, mask, self.data.train, self.data.test, self.desc.training_hparams,
+                            self.start_step, self.end_step, self.platform,
+                            make_strategy=make_strategy or loop.Standard, quiet=self.quiet,
+                            evaluate_only_at_end=self.evaluate_only_at_end, label=label)
+        return loop.train(job)
+
+    def _mask_for(self, level: int) -> Mask:
+        main = self.main_dir(level)
+        mask_file = main / "mask.pth"
+        if mask_file.exists():
+            return Mask.load(mask_file)
+        if level == 0:
+            mask = Mask.ones_like(self.rewind_model())
+            seconds = 0.0
+        else:
+            previous = Mask.load(self.main_dir(level - 1) / "mask.pth")
+            ctx = PruningContext(
+                level=level, current_mask=previous, artifacts_dir=self.level_dir(level) / "pruning",
+                previous_artifacts_dir=self.level_dir(level - 1) / "pruning" if level > 1 else None,
+                trained_model=lambda: self.trained_model(level - 1), rewind_model=self.rewind_model,
+                train=lambda model, mask, output_dir, make_strategy=None, label=f"level {level} search":
+                    self.train_from_rewind(model, mask, output_dir, make_strategy, label),
+                extra={"replicate": self.replicate, "platform": self.platform, "quiet": self.quiet,
+                       "data": self.data, "start_step": self.start_step, "end_step": self.end_step,
+                       "training_hparams": self.desc.training_hparams})
+            began = time.time()
+            mask = self.strategy.prune(ctx)
+            seconds = time.time() - began
+            mask.check_against(self.rewind_model())
+        main.mkdir(parents=True, exist_ok=True)
+        io.save_json({"strategy": self.desc.pruning_hparams.pruning_strategy, "seconds": seconds},
+                     main / "pruning.json")
+        io.save_json(mask.sparsity_report(), main / "sparsity_report.json")
+        mask.save(mask_file)
+        return mask
+
+    def _run_level(self, level: int) -> dict:
+        mask = self._mask_for(level)
+        main = self.main_dir(level)
+        if level == 0:
+            io.save_text(self.desc.display() + "\n", main / "hparams.log")
+        train_ticket = not (self.train_final_ticket_only and 0 < level < self.levels)
+        if train_ticket:
+            model = self.rewind_model()
+            apply_mask(model, mask)
+            self.train_from_rewind(model, mask, main, label=f"level {level}")
+        row = level_row(main, level, mask)
+        if not self.quiet:
+            acc = "not trained" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"
+            print(f"Level {level}: remaining weights {100 * row['remaining']:.2f}% "
+                  f"({int(row['unpruned'])}/{int(row['total'])}), ticket test accuracy {acc}", flush=True)
+        return row
+
+
+def level_row(main: Path, level: int, mask: Optional[Mask] = None) -> dict:
+    """One level's numbers read back from its files (used by the runner, `summary` and reports)."""
+    report = io.load_json(main / "sparsity_report.json")
+    logger_file = main / "logger"
+    accuracy = MetricLogger.load(logger_file).last("test_accuracy") if logger_file.exists() else None
+    timing = io.load_json(main / "timing.json") if (main / "timing.json").exists() else {}
+    pruning = io.load_json(main / "pruning.json") if (main / "pruning.json").exists() else {}
+    return {"level": level, "total": report["total"], "unpruned": report["unpruned"],
+            "remaining": report["unpruned"] / report["total"] if report["total"] else 1.0,
+            "test_accuracy": accuracy, "ticket_seconds": timing.get("seconds"),
+            "pruning_seconds": pruning.get("seconds")}

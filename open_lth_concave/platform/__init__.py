@@ -1,0 +1,41 @@
+"""How and where a job runs (device, precision, compilation, verbosity). Never part of the hash."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
+
+
+@dataclass(kw_only=True)
+class Platform(Hparams):
+    _group_name: ClassVar[str] = "Platform"
+    _description: ClassVar[str] = "Where and how the job runs; none of these enter the experiment name."
+
+    device: str = hp("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
+    precision: str = hp("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32.", choices=["auto", "bf16", "fp32"])
+    compile: bool = hp(False, "torch.compile the forward pass.")
+    deterministic: bool = hp(False, "Ask PyTorch for deterministic algorithms (slower on GPU).")
+    num_workers: int = hp(0, "Kept for open_lth compatibility; data are tensors on the device, no workers are used.")
+    platform: str = hp("local", "Kept for open_lth compatibility; only 'local'.", choices=["local"])
+
+    def validate(self) -> None:
+        super().validate()
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise HparamError(f"invalid --device {self.device!r}: use cpu, cuda, cuda:N or auto")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise HparamError(f"invalid --device {self.device!r}: CUDA is not available on this machine")
+
+    @property
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        if self.precision == "bf16" or (self.precision == "auto" and self.torch_device.type == "cuda"):
+            return torch.bfloat16
+        return None

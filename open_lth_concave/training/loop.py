@@ -1,0 +1,238 @@
+"""The training loop: one function, resumable, with the strategy hooks and open_lth's callbacks.
+
+Callbacks (open_lth's order): before each step and once after the last, evaluate at each epoch start
+(and at the start/end steps when mid-epoch or when evaluating only at the end), save the model at the
+start and end steps, checkpoint at each epoch boundary. The step itself is: lr for this update,
+forward, loss (+ the strategy's penalty), backward, optimizer step, the strategy's after-step hook.
+Metrics accumulate on the device and are read only at evaluation points.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from open_lth_concave.foundations import io
+from open_lth_concave.foundations.hparams import TrainingHparams
+from open_lth_concave.foundations.step import Step
+from open_lth_concave.platform import Platform
+from open_lth_concave.pruning.mask import Mask
+from open_lth_concave.training.metric_logger import MetricLogger
+from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn, set_lr
+from open_lth_concave.training.strategy import Standard, TrainingStrategy
+
+StrategyFactory = Callable[[nn.Module, Mask], TrainingStrategy]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing is saved as final."""
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM/SIGINT arrived; a checkpoint was saved and the run can resume."""
+
+
+@dataclass
+class TrainJob:
+    output_dir: Path
+    model: nn.Module                  # already initialized (rewound) and masked
+    mask: Mask
+    train_loader: object              # datasets.loader.BatchLoader
+    test_loader: object
+    hparams: TrainingHparams
+    start_step: Step                  # where the schedule and data order begin
+    end_step: Step
+    platform: Platform = field(default_factory=Platform)
+    make_strategy: StrategyFactory = Standard
+    quiet: bool = False
+    evaluate_only_at_end: bool = False
+    label: str = "train"              # shown in messages (e.g. "level 2 search")
+
+
+def model_path(output_dir: Path, step: Step) -> Path:
+    return Path(output_dir) / f"model_{step.ep_it_str}.pth"
+
+
+def is_finished(output_dir: Path, end_step: Step) -> bool:
+    return model_path(output_dir, end_step).exists()
+
+
+@torch.no_grad()
+def evaluate(forward: Callable, loader, platform: Platform) -> tuple[float, float, int]:
+    """(mean loss, accuracy fraction, examples) on a loader's fixed order."""
+    total_loss = torch.zeros((), device=platform.torch_device)
+    correct = torch.zeros((), device=platform.torch_device, dtype=torch.long)
+    n = 0
+    for x, y in loader.batches(0):
+        with _autocast(platform):
+            logits = forward(x)
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+        n += y.numel()
+    return (total_loss / max(n, 1)).item(), correct.item() / max(n, 1), n
+
+
+def _autocast(platform: Platform):
+    dtype = platform.autocast_dtype
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(platform.torch_device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """Turn SIGTERM/SIGINT into a flag checked between steps, so a checkpoint can be written."""
+    flag = {"stop": False}
+    previous = {}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
+    """Train job.model from start_step to end_step in job.output_dir; resume or skip as files allow."""
+    out = Path(job.output_dir)
+    device = job.platform.torch_device
+    model = job.model.to(device)
+    strategy = job.make_strategy(model, job.mask)
+    end_file = model_path(out, job.end_step)
+    strategy_file = out / "strategy_final.pth"
+    if end_file.exists():  # finished before: reuse, never retrain
+        model.load_state_dict(io.load_torch(end_file, map_location=device))
+        if strategy_file.exists():
+            strategy.load_state_dict(io.load_torch(strategy_file, map_location=device))
+        return model, strategy
+
+    hp = job.hparams
+    ipe = job.train_loader.iterations_per_epoch
+    optimizer = build_optimizer(model, hp, strategy.param_groups())
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    lr_factor = lr_factor_fn(hp, ipe)
+    logger = MetricLogger()
+    step, elapsed = job.start_step, 0.0
+    checkpoint = out / "checkpoint.pth"
+    if checkpoint.exists():
+        state = io.load_torch(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        strategy.load_state_dict(state["strategy"])
+        step = Step(int(state["iteration"]), ipe)
+        elapsed = float(state["elapsed"])
+        logger = MetricLogger.from_str(state["logger"])
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        io.save_torch(_cpu_state(model), model_path(out, job.start_step))
+
+    forward = torch.compile(strategy.forward) if job.platform.compile else strategy.forward
+    running_loss = torch.zeros((), device=device)
+    running_count = 0
+    t0 = time.time() - elapsed
+
+    def save_checkpoint(at: Step) -> None:
+        io.save_torch({"model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                       "strategy": strategy.state_dict(), "iteration": at.iteration,
+                       "elapsed": time.time() - t0, "logger": str(logger)}, checkpoint)
+
+    def check_finite(at: Step) -> None:
+        nonlocal running_loss, running_count
+        if running_count:
+            mean = (running_loss / running_count).item()
+            if not torch.isfinite(torch.tensor(mean)):
+                raise TrainingDiverged(f"{job.label}: the training loss became {mean} by epoch {at.ep} iteration {at.it} "
+                                       f"(step {at}); nothing was saved as final. Lower --lr or check the data.")
+            logger.add("train_loss", at.iteration, mean)
+            running_loss = torch.zeros((), device=device)
+            running_count = 0
+
+    def evaluate_now(at: Step) -> None:
+        model.eval()
+        loss, acc, n = evaluate(forward, job.test_loader, job.platform)
+        model.train()
+        if not torch.isfinite(torch.tensor(loss)):
+            raise TrainingDiverged(f"{job.label}: the test loss became {loss} at epoch {at.ep} iteration {at.it}; "
+                                   "nothing was saved as final. Lower --lr or check the data.")
+        logger.add("test_loss", at.iteration, loss)
+        logger.add("test_accuracy", at.iteration, acc)
+        logger.add("test_examples", at.iteration, n)
+        for name, value in strategy.metrics().items():
+            logger.add(name, at.iteration, value)
+        if not job.quiet:
+            print(f"{job.label}\tep {at.ep:03d}\tit {at.it:03d}\tloss {loss:.3f}\tacc {100 * acc:.2f}%"
+                  f"\tex {n}\ttime {time.time() - t0:.2f}s", flush=True)
+
+    def should_evaluate(at: Step) -> bool:
+        if job.evaluate_only_at_end:
+            return at == job.start_step or at == job.end_step
+        return at.it == 0 or at == job.start_step or at == job.end_step
+
+    def evaluated(at: Step) -> bool:
+        return any(it == at.iteration for it, _ in logger.get("test_accuracy"))
+
+    model.train()
+    with _stop_signals() as stop:
+        while step < job.end_step:
+            strategy.on_epoch_start(step.ep, job.end_step.ep)
+            if step.it == 0 and step != job.start_step:
+                check_finite(step)
+                save_checkpoint(step)
+            if should_evaluate(step) and not evaluated(step):
+                evaluate_now(step)
+            for x, y in job.train_loader.batches(step.ep, step.it):
+                if stop["stop"]:
+                    save_checkpoint(step)
+                    raise Interrupted(f"{job.label}: stopped by a signal at step {step}; checkpoint saved, run again to resume")
+                set_lr(optimizer, base_lrs, lr_factor(step.iteration))
+                with _autocast(job.platform):
+                    loss = F.cross_entropy(forward(x).float(), y)
+                    penalty = strategy.penalty()
+                    total = loss if penalty is None else loss + penalty
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                strategy.after_step()
+                running_loss += loss.detach()
+                running_count += 1
+                step = Step(step.iteration + 1, ipe)
+                if step >= job.end_step:
+                    break
+        check_finite(step)
+        if not evaluated(step):
+            evaluate_now(step)
+
+    logger.save(out / "logger")
+    state = strategy.state_dict()
+    if state:
+        io.save_torch(state, strategy_file)
+    io.save_json({"seconds": time.time() - t0, "iterations": job.end_step.iteration - job.start_step.iteration},
+                 out / "timing.json")
+    io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
+    if checkpoint.exists():
+        checkpoint.unlink()
+    return model, strategy
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def load_final_metrics(output_dir: Path) -> dict[str, Optional[float]]:
+    logger = MetricLogger.load(Path(output_dir) / "logger")
+    return {"test_accuracy": logger.last("test_accuracy"), "test_loss": logger.last("test_loss")}

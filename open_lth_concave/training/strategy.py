@@ -1,0 +1,79 @@
+"""Training strategies: what happens inside a training step besides SGD on the task loss.
+
+The training loop (`training/loop.py`) asks its strategy for extra optimizer parameter groups, the
+forward pass, an added loss term, and what to do after each optimizer step and at each epoch start.
+`standard` holds pruned weights at zero. The concave plug-in registers a strategy that trains a
+relaxed mask with a penalty, through this same registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from open_lth_concave.foundations.hparams import Hparams
+from open_lth_concave.foundations.registry import Registry
+from open_lth_concave.pruning.mask import Mask
+
+
+@dataclass(kw_only=True)
+class NoStrategyHparams(Hparams):
+    _group_name: ClassVar[str] = "Training Strategy Hyperparameters"
+
+
+class TrainingStrategy:
+    hparams_cls: ClassVar[type[Hparams]] = NoStrategyHparams
+
+    def __init__(self, model: nn.Module, mask: Mask, hparams: Optional[Hparams] = None):
+        self.model = model
+        self.mask = mask
+        self.hparams = hparams if hparams is not None else self.hparams_cls()
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Extra optimizer parameter groups (each may set its own lr, momentum, weight_decay)."""
+        return []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def penalty(self) -> Optional[torch.Tensor]:
+        """A term added to the task loss (None for none)."""
+        return None
+
+    def after_step(self) -> None:
+        """Runs after every optimizer step (e.g. projection, re-masking)."""
+
+    def on_epoch_start(self, epoch: int, total_epochs: int) -> None:
+        """Runs at the start of each epoch (e.g. temperature schedules)."""
+
+    def metrics(self) -> dict[str, float]:
+        """Extra values logged at evaluation points."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+registry: Registry[type[TrainingStrategy]] = Registry("training strategy")
+
+
+@registry.register("standard")
+class Standard(TrainingStrategy):
+    """Plain training of the masked network: pruned weights are zero and stay zero."""
+
+    def __init__(self, model: nn.Module, mask: Mask, hparams: Optional[Hparams] = None):
+        super().__init__(model, mask, hparams)
+        params = dict(model.named_parameters())
+        pruned = [(params[n], m) for n, m in mask.items() if not bool(m.all())]
+        self._params = [p for p, _ in pruned]
+        self._masks = [m.to(p.device, p.dtype) for p, m in pruned]
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        if self._params:
+            torch._foreach_mul_(self._params, self._masks)
