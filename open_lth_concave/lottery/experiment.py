@@ -32,7 +32,8 @@ def make_data(dataset: DatasetHparams, training: TrainingHparams, replicate: int
     order_seed = training.data_order_seed if training.data_order_seed is not None else replicate
     device = platform.torch_device
     train_loader = BatchLoader(train, spec, dataset.batch_size, device, train=True,
-                               augment=spec.augment and not dataset.do_not_augment, seed=order_seed)
+                               augment=spec.augment and not dataset.do_not_augment, seed=order_seed,
+                               augment_seed=dataset.transformation_seed)
     test_loader = BatchLoader(test, spec, EVAL_BATCH, device, train=False, augment=False, seed=0)
     return Data(spec, train_loader, test_loader)
 

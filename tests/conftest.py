@@ -1,0 +1,45 @@
+"""Shared fixtures: every test gets its own results root; downloads are never attempted."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OPEN_LTH_NO_DOWNLOAD", "1")
+REPO = Path(__file__).resolve().parent.parent
+MNIST_SHARED = REPO.parent / "shared" / "data" / "mnist10k"
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "results"
+    monkeypatch.setenv("OPEN_LTH_ROOT", str(path))
+    return path
+
+
+def run_cli(*args: str, root: Path | None = None, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m open_lth_concave ...` in a subprocess (the real entry point)."""
+    full_env = dict(os.environ)
+    if root is not None:
+        full_env["OPEN_LTH_ROOT"] = str(root)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "open_lth_concave", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture
+def mnist_root(tmp_path) -> Path:
+    """A datasets root whose `mnist` folder holds the real MNIST-10k files (skips when absent)."""
+    env_root = os.environ.get("OPEN_LTH_DATASETS")
+    if env_root and (Path(env_root) / "mnist").exists():
+        return Path(env_root)
+    if not MNIST_SHARED.exists():
+        pytest.skip("MNIST-10k files are not available")
+    folder = tmp_path / "datasets" / "mnist"
+    folder.mkdir(parents=True)
+    for f in MNIST_SHARED.iterdir():
+        (folder / f.name).symlink_to(f)
+    return folder.parent

@@ -1,0 +1,108 @@
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, Hparams, ModelHparams,
+                                                  TrainingHparams, hp)
+from open_lth_concave.lottery.desc import LotteryDesc, TrainingDesc, hash_of
+from open_lth_concave.pruning.sparse_global import SparseGlobalHparams
+
+import open_lth_concave.training.strategy  # noqa: F401  (training strategy registry)
+
+
+def contract_desc(**training) -> LotteryDesc:
+    return LotteryDesc(DatasetHparams(dataset_name="cifar10", batch_size=128),
+                       ModelHparams(model_name="cifar_resnet_20", model_init="kaiming_normal", batchnorm_init="uniform"),
+                       TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="160ep", **training),
+                       SparseGlobalHparams(pruning_strategy="sparse_global"))
+
+
+def test_hash_matches_open_lth_contract_example():
+    assert contract_desc().hashname == "lottery_da8fd50859ba6d59aceca9d50ebcbf7e"
+
+
+def test_canonical_text_omits_defaults_and_formats_values():
+    t = TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="160ep", weight_decay=1e-4, momentum=0.0)
+    assert t.canonical() == "Hparams(lr=0.1, optimizer_name='sgd', training_steps='160ep', weight_decay=0.0001)"
+
+
+def test_non_default_value_changes_hash_and_default_value_does_not():
+    base = contract_desc().hashname
+    assert contract_desc(momentum=0.9).hashname != base
+    assert contract_desc(momentum=0.0, training_strategy="standard").hashname == base
+
+
+def test_adding_a_defaulted_hyperparameter_keeps_old_names():
+    @dataclass(kw_only=True)
+    class Extended(TrainingHparams):
+        brand_new_knob: float = hp(0.5, "a knob added in a later version")
+    old = TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="160ep")
+    new = Extended(optimizer_name="sgd", lr=0.1, training_steps="160ep")
+    assert hash_of([old]) == hash_of([new])
+    assert hash_of([old]) != hash_of([Extended(optimizer_name="sgd", lr=0.1, training_steps="160ep", brand_new_knob=1.0)])
+
+
+def test_train_desc_hashes_three_groups_in_name_order():
+    d = TrainingDesc(DatasetHparams(dataset_name="digits", batch_size=32),
+                     ModelHparams(model_name="digits_lenet_300_100", model_init="kaiming_normal", batchnorm_init="uniform"),
+                     TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="2ep"))
+    expected = hash_of([d.dataset_hparams, d.model_hparams, d.training_hparams])
+    assert d.hashname == f"train_{expected}"
+
+
+def test_flags_round_trip_through_argparse():
+    parser = argparse.ArgumentParser()
+    TrainingHparams.add_args(parser, {"optimizer_name": "sgd", "lr": 0.1})
+    args = parser.parse_args(["--training_steps", "3ep", "--momentum", "0.9", "--milestone_steps", "1ep,2ep",
+                              "--gamma", "0.1", "--apex_fp16"])
+    t = TrainingHparams.from_args(args, {"optimizer_name": "sgd", "lr": 0.1})
+    assert t == TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="3ep", momentum=0.9,
+                                milestone_steps="1ep,2ep", gamma=0.1, apex_fp16=True)
+    assert TrainingHparams.from_dict(t.to_dict()) == t
+
+
+def test_help_shows_required_default_and_optional_tags():
+    parser = argparse.ArgumentParser()
+    TrainingHparams.add_args(parser, {"lr": 0.25})
+    text = parser.format_help()
+    assert "(required: str)" in text and "(default: 0.25)" in text and "(optional: float)" in text
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("lr", "0", "--lr"), ("lr", "-1", "--lr"), ("lr", "abc", "--lr"), ("lr", "nan", "--lr"),
+    ("training_steps", "12", "malformed step"), ("training_steps", "", "malformed step"),
+    ("optimizer_name", "rmsprop", "allowed: sgd, adam"), ("weight_decay", "-0.1", "--weight_decay"),
+    ("milestone_steps", "1ep,x", "malformed step"), ("training_strategy", "nope", "valid: "),
+])
+def test_bad_training_values_name_the_value(field, value, needle):
+    values = {"optimizer_name": "sgd", "lr": 0.1, "training_steps": "1ep", field: value}
+    with pytest.raises(Exception) as e:
+        TrainingHparams.from_dict(values)
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("batch", [0, -3])
+def test_batch_size_must_be_positive(batch):
+    with pytest.raises(HparamError, match="--batch_size"):
+        DatasetHparams.from_dict({"dataset_name": "digits", "batch_size": batch})
+
+
+def test_unknown_fields_and_missing_required_are_errors():
+    with pytest.raises(HparamError, match="unknown"):
+        DatasetHparams.from_dict({"dataset_name": "digits", "batch_size": 3, "bogus": 1})
+    with pytest.raises(HparamError, match="--batch_size"):
+        DatasetHparams.from_dict({"dataset_name": "digits"})
+
+
+@pytest.mark.parametrize("value", ["0.2", "1", "0", "1.0"])
+def test_pruning_fraction_range(value):
+    ok = 0 < float(value) < 1
+    if ok:
+        assert SparseGlobalHparams.from_dict({"pruning_strategy": "sparse_global", "pruning_fraction": value}).pruning_fraction == 0.2
+    else:
+        with pytest.raises(HparamError, match=r"--pruning_fraction .* \(0, 1\)"):
+            SparseGlobalHparams.from_dict({"pruning_strategy": "sparse_global", "pruning_fraction": value})
