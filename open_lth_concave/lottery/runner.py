@@ -72,9 +72,8 @@ class LotteryRunner:
     # ---- the run ----------------------------------------------------------------------------------
     def run(self) -> list[dict]:
         self._setup()
-        if not self.quiet:
-            print(banner(f"Lottery Ticket Experiment (Replicate {self.replicate})", self.desc.display(),
-                         self.replicate_dir), flush=True)
+        print(banner(f"Lottery Ticket Experiment (Replicate {self.replicate})", self.desc.display(),
+                     self.replicate_dir), flush=True)
         self.replicate_dir.mkdir(parents=True, exist_ok=True)
         io.save_json(self.desc.to_dict(), self.replicate_dir.parent / "hparams.json")
         self._establish_initial_weights()
@@ -163,10 +162,10 @@ class LotteryRunner:
             apply_mask(model, mask)
             self.train_from_rewind(model, mask, main, label=f"level {level}")
         row = level_row(main, level, mask)
-        if not self.quiet:
-            acc = "not trained" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"
-            print(f"Level {level}: remaining weights {100 * row['remaining']:.2f}% "
-                  f"({int(row['unpruned'])}/{int(row['total'])}), ticket test accuracy {acc}", flush=True)
+        # --quiet silences per-evaluation lines, not the banner or the per-level result
+        acc = "not trained" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"
+        print(f"Level {level}: remaining weights {100 * row['remaining']:.2f}% "
+              f"({int(row['unpruned'])}/{int(row['total'])}), ticket test accuracy {acc}", flush=True)
         return row
 
 
