@@ -17,6 +17,7 @@ from torch import nn
 
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import HparamError
+from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.lottery.desc import LotteryDesc
 from open_lth_concave.lottery.experiment import Data, banner, make_data, make_model
@@ -38,6 +39,7 @@ class LotteryRunner:
     quiet: bool = False
     evaluate_only_at_end: bool = False
     train_final_ticket_only: bool = False
+    wait_for_lock: bool = True
 
     # ---- derived ----------------------------------------------------------------------------------
     @property
@@ -74,14 +76,16 @@ class LotteryRunner:
         self._setup()
         print(banner(f"Lottery Ticket Experiment (Replicate {self.replicate})", self.desc.display(),
                      self.replicate_dir), flush=True)
-        self.replicate_dir.mkdir(parents=True, exist_ok=True)
-        io.save_json(self.desc.to_dict(), self.replicate_dir.parent / "hparams.json")
-        self._establish_initial_weights()
-        rows = []
-        for level in range(self.levels + 1):
-            rows.append(self._run_level(level))
-        io.save_json({"levels": rows, "strategy": self.desc.pruning_hparams.pruning_strategy},
-                     self.replicate_dir / "report.json")
+        lock = ExperimentLock(self.replicate_dir).acquire(
+            wait=self.wait_for_lock, on_wait=lambda message: print(message, flush=True))
+        try:
+            io.save_json(self.desc.to_dict(), self.replicate_dir.parent / "hparams.json")
+            self._establish_initial_weights()
+            rows = [self._run_level(level) for level in range(self.levels + 1)]
+            io.save_json({"levels": rows, "strategy": self.desc.pruning_hparams.pruning_strategy},
+                         self.replicate_dir / "report.json")
+        finally:
+            lock.release()
         return rows
 
     def _establish_initial_weights(self) -> None:

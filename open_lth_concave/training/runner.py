@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from open_lth_concave.foundations import io
+from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.lottery.desc import TrainingDesc
 from open_lth_concave.lottery.experiment import banner, make_data, make_model
@@ -42,5 +43,6 @@ class TrainingRunner:
                             self.desc.training_hparams, Step.zero(data.iterations_per_epoch), end, self.platform,
                             make_strategy=strategy_cls, quiet=self.quiet,
                             evaluate_only_at_end=self.evaluate_only_at_end)
-        loop.train(job)
+        with ExperimentLock(self.output_dir.parent):
+            loop.train(job)
         return loop.load_final_metrics(self.output_dir)

@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from open_lth_concave.foundations.lock import ExperimentLock, LockHeldError
+
+from conftest import REPO
+
+
+def test_second_holder_is_refused_then_admitted(tmp_path):
+    first = ExperimentLock(tmp_path).acquire()
+    with pytest.raises(LockHeldError, match=f"pid {os.getpid()}"):
+        ExperimentLock(tmp_path).acquire(wait=False)
+    first.release()
+    ExperimentLock(tmp_path).acquire(wait=False).release()
+
+
+def test_lock_of_a_dead_process_is_stale(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(proc.stdout)
+    import json, socket
+    (tmp_path / ".lock").write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname(), "since": 0}))
+    ExperimentLock(tmp_path).acquire(wait=False).release()
+
+
+def test_old_heartbeat_from_another_host_is_stale(tmp_path):
+    import json
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": 0}))
+    with pytest.raises(LockHeldError, match="elsewhere"):
+        ExperimentLock(tmp_path, stale_after=60).acquire(wait=False)
+    old = time.time() - 600
+    os.utime(tmp_path / ".lock", (old, old))
+    ExperimentLock(tmp_path, stale_after=60).acquire(wait=False).release()
+
+
+def test_two_processes_on_one_experiment_train_it_once(tmp_path):
+    """Start two real `lottery` processes on the same experiment: one trains, the other waits and reuses."""
+    env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path))
+    cmd = [sys.executable, "-m", "open_lth_concave", "lottery", "--default_hparams=digits_lenet_300_100",
+           "--levels=1", "--training_steps=3ep"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trained = [o for o, _ in outs if "level 1\tep 001" in o]
+    waited = [o for o, _ in outs if "waiting for it to finish" in o]
+    assert len(trained) == 1 and len(waited) == 1
+    assert all("Level 1: remaining weights" in o for o, _ in outs)
+    # both report the same accuracy (the waiter reads the trainer's results)
+    lines = [[l for l in o.splitlines() if l.startswith("Level 1:")][0] for o, _ in outs]
+    assert lines[0] == lines[1]
