@@ -91,7 +91,12 @@ class LotteryRunner:
     def _establish_initial_weights(self) -> None:
         start_file = loop.model_path(self.main_dir(0), self.start_step)
         if start_file.exists():
-            return
+            try:
+                io.load_torch(start_file)
+                return
+            except io.CorruptFileError as e:
+                loop.warn(f"{e}; making the initial weights again")
+                start_file.unlink()
         model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         if self.desc.pretrains:
             pre_dir = self.replicate_dir / "level_pretrain" / "main"
@@ -129,7 +134,11 @@ class LotteryRunner:
         main = self.main_dir(level)
         mask_file = main / "mask.pth"
         if mask_file.exists():
-            return Mask.load(mask_file)
+            try:
+                return Mask.load(mask_file)
+            except io.CorruptFileError as e:
+                loop.warn(f"{e}; computing the level {level} mask again")
+                mask_file.unlink()
         if level == 0:
             mask = Mask.ones_like(self.rewind_model())
             seconds = 0.0
