@@ -282,15 +282,23 @@ def cmd_lottery_branch(argv: list[str]) -> int:
 
 
 # ---- entry point -------------------------------------------------------------------------------------
+LAZY_SUBCOMMANDS = {  # imported only when used, so a slow or broken extra never affects the others
+    "compare": ("open_lth_concave.report.compare", "Run strategies side by side and write tables and plots."),
+    "summary": ("open_lth_concave.report.summary", "Print what a run directory holds."),
+    "illustrate": ("open_lth_concave.illustrate", "The paper's Section IV example: l1/log masks on logistic regression."),
+}
+
+
 def _register_optional_subcommands() -> None:
-    for module, name in (("open_lth_concave.illustrate", "illustrate"), ("open_lth_concave.report.compare", "compare"),
-                         ("open_lth_concave.report.summary", "summary")):
-        try:
-            mod = __import__(module, fromlist=["main"])
-        except ImportError:
+    import importlib
+    import importlib.util
+    for name, (module, help_text) in LAZY_SUBCOMMANDS.items():
+        if name in SUBCOMMANDS or importlib.util.find_spec(module) is None:
             continue
-        if hasattr(mod, "main"):
-            SUBCOMMANDS.setdefault(name, ((mod.__doc__ or name).strip().splitlines()[0], mod.main))
+
+        def run(argv: list[str], module: str = module) -> int:
+            return importlib.import_module(module).main(argv)
+        SUBCOMMANDS[name] = (help_text, run)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
