@@ -16,7 +16,14 @@ class CorruptFileError(RuntimeError):
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
+    """Write on rank 0 only (all ranks call this at the same points), then wait for it everywhere."""
+    from open_lth_concave.foundations import distributed
+    if distributed.is_writer():
+        _write(Path(path), data)
+    distributed.barrier()
+
+
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -29,6 +36,10 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_bytes(data: bytes, path: Path) -> None:
+    _atomic_write_bytes(path, data)
 
 
 def save_torch(obj: Any, path: Path) -> None:
