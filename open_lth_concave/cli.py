@@ -7,6 +7,7 @@ then the full parser is built with every group's flags, showing the preset's def
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -172,6 +173,10 @@ def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
         raise HparamError(f"invalid --replicate {args.replicate}: must be an integer >= 1")
     root = Path(args.root).expanduser() if args.root else results_root()
     platform = Platform.from_args(args)
+    from open_lth_concave.foundations import distributed
+    distributed.init_from_environment(platform.torch_device.type)
+    if not distributed.is_writer():  # under torchrun only rank 0 speaks
+        sys.stdout = open(os.devnull, "w")
     if platform.deterministic:
         import torch
         torch.use_deterministic_algorithms(True)

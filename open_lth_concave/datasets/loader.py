@@ -112,6 +112,8 @@ class BatchLoader:
         self.seed = seed
         self.augment_seed = seed if augment_seed is None else augment_seed  # open_lth's transformation_seed
         self.channels_last = channels_last
+        from open_lth_concave.foundations import distributed
+        self.rank, self.world = (distributed.rank(), distributed.world_size()) if train else (0, 1)
         self._height, self._width = data.images.shape[2:]
         images = F.pad(data.images, (PAD, PAD, PAD, PAD)) if self.augment else data.images
         self._images = images.to(self.device)
@@ -126,6 +128,10 @@ class BatchLoader:
     @property
     def num_examples(self) -> int:
         return self._labels.shape[0]
+
+    def examples_in_batch(self, iteration_in_epoch: int) -> int:
+        """Size of the global batch at this position (all processes together)."""
+        return min(self.batch_size, self.num_examples - iteration_in_epoch * self.batch_size)
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -161,6 +167,10 @@ class BatchLoader:
             flips = torch.randint(0, 2, (n,), generator=ga).bool().to(self.device)
         for i in range(start_iteration, self.iterations_per_epoch):
             window = slice(i * bs, (i + 1) * bs)
+            if self.world > 1:  # data parallel: this process's contiguous share of the global batch
+                q, r = divmod(self.examples_in_batch(i), self.world)
+                start = window.start + self.rank * q + min(self.rank, r)
+                window = slice(start, start + q + (1 if self.rank < r else 0))
             idx = order[window]
             if self.augment:
                 x = self._crop_flip(idx, offsets[0, window], offsets[1, window], flips[window])

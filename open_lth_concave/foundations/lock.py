@@ -73,6 +73,15 @@ class ExperimentLock:
         return True
 
     def acquire(self, wait: bool = True, poll: float = 2.0, on_wait=None) -> "ExperimentLock":
+        from open_lth_concave.foundations import distributed
+        if not distributed.is_writer():  # under torchrun, rank 0 holds the lock for the group
+            distributed.barrier()
+            return self
+        self._acquire(wait, poll, on_wait)
+        distributed.barrier()
+        return self
+
+    def _acquire(self, wait: bool, poll: float, on_wait) -> None:
         announced = False
         while not self._try_acquire():
             info = self.holder() or {}
@@ -86,7 +95,6 @@ class ExperimentLock:
             time.sleep(poll)
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
-        return self
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):

@@ -33,8 +33,9 @@ def make_data(dataset: DatasetHparams, training: TrainingHparams, replicate: int
     device = platform.torch_device
     train_loader = BatchLoader(train, spec, dataset.batch_size, device, train=True,
                                augment=spec.augment and not dataset.do_not_augment, seed=order_seed,
-                               augment_seed=dataset.transformation_seed)
-    test_loader = BatchLoader(test, spec, EVAL_BATCH, device, train=False, augment=False, seed=0)
+                               augment_seed=dataset.transformation_seed, channels_last=platform.channels_last)
+    test_loader = BatchLoader(test, spec, EVAL_BATCH, device, train=False, augment=False, seed=0,
+                              channels_last=platform.channels_last)
     return Data(spec, train_loader, test_loader)
 
 

@@ -17,6 +17,8 @@ class Platform(Hparams):
     device: str = hp("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
     precision: str = hp("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32.", choices=["auto", "bf16", "fp32"])
     compile: bool = hp(False, "torch.compile the forward pass.")
+    memory_format: str = hp("auto", "auto (channels_last on CUDA), channels_last or contiguous.",
+                            choices=["auto", "channels_last", "contiguous"])
     deterministic: bool = hp(False, "Ask PyTorch for deterministic algorithms (slower on GPU).")
     num_workers: int = hp(0, "Kept for open_lth compatibility; data are tensors on the device, no workers are used.")
     platform: str = hp("local", "Kept for open_lth compatibility; only 'local'.", choices=["local"])
@@ -30,9 +32,22 @@ class Platform(Hparams):
 
     @property
     def torch_device(self) -> torch.device:
+        from open_lth_concave.foundations.distributed import local_rank, world_size
         if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            name = self.device
+        if name == "cuda" and world_size() > 1:  # torchrun: one GPU per process
+            name = f"cuda:{local_rank()}"
+        return torch.device(name)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.memory_format == "channels_last" or (self.memory_format == "auto" and self.torch_device.type == "cuda")
+
+    @property
+    def fused_optimizer(self) -> bool:
+        return self.torch_device.type == "cuda"
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import distributed, io
 from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.platform import Platform
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.metric_logger import MetricLogger
 from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn, set_lr
+from open_lth_concave.training.progress import Progress
 from open_lth_concave.training.strategy import Standard, TrainingStrategy
 
 StrategyFactory = Callable[[nn.Module, Mask], TrainingStrategy]
@@ -112,25 +113,35 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     out = Path(job.output_dir)
     device = job.platform.torch_device
     model = job.model.to(device)
+    if job.platform.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     strategy = job.make_strategy(model, job.mask)
     end_file = model_path(out, job.end_step)
     strategy_file = out / "strategy_final.pth"
     if end_file.exists():  # finished before: reuse, never retrain
-        model.load_state_dict(io.load_torch(end_file, map_location=device))
-        if strategy_file.exists():
-            strategy.load_state_dict(io.load_torch(strategy_file, map_location=device))
-        return model, strategy
+        try:  # read everything before touching the model, so a damaged file leaves it at the start
+            end_state = io.load_torch(end_file, map_location=device)
+            strategy_state = io.load_torch(strategy_file, map_location=device) if strategy_file.exists() else None
+            MetricLogger.load(out / "logger")
+        except (io.CorruptFileError, FileNotFoundError) as e:
+            warn(f"{job.label}: the finished run in {out} is unreadable ({e}); training it again")
+            end_file.unlink()
+        else:
+            model.load_state_dict(end_state)
+            if strategy_state is not None:
+                strategy.load_state_dict(strategy_state)
+            return model, strategy
 
     hp = job.hparams
     ipe = job.train_loader.iterations_per_epoch
-    optimizer = build_optimizer(model, hp, strategy.param_groups())
+    optimizer = build_optimizer(model, hp, strategy.param_groups(), fused=job.platform.fused_optimizer)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     lr_factor = lr_factor_fn(hp, ipe)
     logger = MetricLogger()
     step, elapsed = job.start_step, 0.0
     checkpoint = out / "checkpoint.pth"
-    if checkpoint.exists():
-        state = io.load_torch(checkpoint, map_location=device)
+    state = _load_checkpoint(checkpoint, device, job.label)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         strategy.load_state_dict(state["strategy"])
@@ -144,9 +155,13 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     forward = torch.compile(strategy.forward) if job.platform.compile else strategy.forward
     running_loss = torch.zeros((), device=device)
     running_count = 0
+    world = distributed.world_size()
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
     t0 = time.time() - elapsed
+    progress = Progress(job.label, step, job.end_step, t0=t0, quiet=job.quiet)
 
     def save_checkpoint(at: Step) -> None:
+        distributed.broadcast_buffers(model)
         io.save_torch({"model": _cpu_state(model), "optimizer": optimizer.state_dict(),
                        "strategy": strategy.state_dict(), "iteration": at.iteration,
                        "elapsed": time.time() - t0, "logger": str(logger)}, checkpoint)
@@ -163,6 +178,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
             running_count = 0
 
     def evaluate_now(at: Step) -> None:
+        distributed.broadcast_buffers(model)
         model.eval()
         loss, acc, n = evaluate(forward, job.test_loader, job.platform)
         model.train()
@@ -174,9 +190,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         logger.add("test_examples", at.iteration, n)
         for name, value in strategy.metrics().items():
             logger.add(name, at.iteration, value)
-        if not job.quiet:
-            print(f"{job.label}\tep {at.ep:03d}\tit {at.it:03d}\tloss {loss:.3f}\tacc {100 * acc:.2f}%"
-                  f"\tex {n}\ttime {time.time() - t0:.2f}s", flush=True)
+        progress.evaluation(at, loss, acc, n)
 
     def should_evaluate(at: Step) -> bool:
         if job.evaluate_only_at_end:
@@ -187,7 +201,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         return any(it == at.iteration for it, _ in logger.get("test_accuracy"))
 
     model.train()
-    with _stop_signals() as stop:
+    with _stop_signals() as stop, progress:
         while step < job.end_step:
             strategy.on_epoch_start(step.ep, job.end_step.ep)
             if step.it == 0 and step != job.start_step:
@@ -201,16 +215,22 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                     raise Interrupted(f"{job.label}: stopped by a signal at step {step}; checkpoint saved, run again to resume")
                 set_lr(optimizer, base_lrs, lr_factor(step.iteration))
                 with _autocast(job.platform):
-                    loss = F.cross_entropy(forward(x).float(), y)
+                    if world == 1:
+                        loss = F.cross_entropy(forward(x).float(), y)
+                    else:  # this slice's share of the global-batch mean; gradients are summed below
+                        loss = F.cross_entropy(forward(x).float(), y, reduction="sum") / \
+                            job.train_loader.examples_in_batch(step.it)
                     penalty = strategy.penalty()
-                    total = loss if penalty is None else loss + penalty
+                    total = loss if penalty is None else loss + penalty / world
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
+                distributed.all_reduce_gradients(trained)
                 optimizer.step()
                 strategy.after_step()
-                running_loss += loss.detach()
+                running_loss += loss.detach() * world
                 running_count += 1
                 step = Step(step.iteration + 1, ipe)
+                progress.step(step)
                 if step >= job.end_step:
                     break
         check_finite(step)
@@ -223,10 +243,30 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         io.save_torch(state, strategy_file)
     io.save_json({"seconds": time.time() - t0, "iterations": job.end_step.iteration - job.start_step.iteration},
                  out / "timing.json")
+    distributed.broadcast_buffers(model)
     io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
     if checkpoint.exists():
         checkpoint.unlink()
     return model, strategy
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _load_checkpoint(path: Path, device: torch.device, label: str) -> Optional[dict]:
+    """The checkpoint's contents, or None (fresh start) when there is none or it is damaged."""
+    if not path.exists():
+        return None
+    try:
+        state = io.load_torch(path, map_location=device)
+        if not isinstance(state, dict) or not {"model", "optimizer", "strategy", "iteration", "elapsed", "logger"} <= set(state):
+            raise io.CorruptFileError(f"cannot read {path}: not a training checkpoint")
+        return state
+    except io.CorruptFileError as e:
+        warn(f"{label}: {e}; starting this run again from its start point")
+        path.unlink()
+        return None
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
