@@ -1,0 +1,65 @@
+"""Smoke test of the speed benchmark: it runs end to end and reports every row with sane numbers.
+
+One intra-op thread keeps it fast on a shared CPU (two OpenMP threads on two busy cores can be
+10x slower). Timing targets are NOT checked here (CI machines are shared and noisy); only that the benchmark runs
+both our training path and the conventional reference for every row and prints finite, positive
+figures, without importing torchvision.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from conftest import REPO
+
+ROWS = [("LeNet-300-100", "standard"), ("LeNet-300-100", "soft_mask"),
+        ("ResNet-20", "standard"), ("ResNet-20", "soft_mask")]
+
+
+def _number(cell: str) -> float:
+    return float(cell.split()[0])
+
+
+def test_quick_benchmark_reports_every_row(tmp_path):
+    out_json = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "speed.py"), "--quick", "--steps", "3",
+                           "--warmup", "0", "--reps", "1", "--threads", "1", "--device", "cpu",
+                           "--json", str(out_json)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    assert text.startswith("## Speed: "), text[:500]
+    assert "torch " in text and "intra-op thread" in text
+    assert "torchvision imported: no" in text
+
+    header = next(line for line in text.splitlines() if line.startswith("| Model / data |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+             if line.startswith("| LeNet-300-100 /") or line.startswith("| ResNet-20 /")]
+    assert [(r[0].split(" /")[0], r[1]) for r in table] == ROWS
+    numeric = ["Ours steps/s", "Reference steps/s", "Speed-up (ours/ref)", "Ours epoch (s)", "Reference epoch (s)"]
+    for row in table:
+        cells = dict(zip(columns, row))
+        for name in numeric:
+            value = _number(cells[name])
+            assert math.isfinite(value) and value > 0, (row, name)
+        if row[1] == "soft_mask":
+            for name in ("Soft-mask/standard time, ours", "Soft-mask/standard time, ref"):
+                value = _number(cells[name])
+                assert math.isfinite(value) and value > 0, (row, name)
+
+    assert "Paper's ResNet-20 protocol" in text
+    verdicts = [line for line in text.splitlines() if line.endswith("| PASS |") or line.endswith("| FAIL |")]
+    assert len(verdicts) == 6, text
+
+    data = json.loads(out_json.read_text())
+    assert len(data["rows"]) == 4
+    for row in data["rows"]:
+        # epoch time = step time x steps per epoch (469 for 60,000 MNIST images, 391 for 50,000 CIFAR)
+        steps = 469 if row["key"] == "lenet" else 391
+        assert math.isclose(row["ours_epoch_s"], steps / row["ours_steps_per_s"], rel_tol=1e-9)
+        assert math.isclose(row["speedup"], row["ours_steps_per_s"] / row["ref_steps_per_s"], rel_tol=1e-9)
+    protocol = data["protocol_seconds"]
+    assert protocol["ours"] > 0 and protocol["ref"] > 0
