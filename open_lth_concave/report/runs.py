@@ -1,0 +1,98 @@
+"""Finding and reading finished lottery runs on disk (whoever made them: `lottery` or `compare`).
+
+An experiment is a `lottery_<hash>` folder holding `hparams.json` and `replicate_<N>` folders; a
+replicate holds `level_<L>/main` folders whose numbers `level_row` reads back.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from open_lth_concave.foundations import io
+from open_lth_concave.foundations.hparams import HparamError
+from open_lth_concave.lottery.runner import level_row
+
+_REPLICATE = re.compile(r"replicate_(\d+)")
+_LEVEL = re.compile(r"level_(\d+)")
+
+
+@dataclass
+class Experiment:
+    """One lottery experiment folder and the replicates of it that were read."""
+    path: Path
+    hparams: dict                                     # hparams.json (the job description)
+    replicates: dict[int, list[dict]] = field(default_factory=dict)  # replicate -> level rows
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def strategy(self) -> str:
+        return (self.hparams.get("pruning_hparams") or {}).get("pruning_strategy", "?")
+
+    @property
+    def dataset(self) -> str:
+        return (self.hparams.get("dataset_hparams") or {}).get("dataset_name", "?")
+
+    @property
+    def model(self) -> str:
+        return (self.hparams.get("model_hparams") or {}).get("model_name", "?")
+
+
+def replicate_number(path: Path) -> Optional[int]:
+    match = _REPLICATE.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def read_replicate(replicate_dir: Path, levels: Optional[int] = None) -> list[dict]:
+    """Level rows (level_row's dict) for every level that has a mask, in level order."""
+    found = []
+    for level_dir in replicate_dir.glob("level_*"):
+        match = _LEVEL.fullmatch(level_dir.name)
+        if match and (level_dir / "main" / "sparsity_report.json").exists():
+            found.append(int(match.group(1)))
+    rows = [level_row(replicate_dir / f"level_{lv}" / "main", lv) for lv in sorted(found)
+            if levels is None or lv <= levels]
+    return rows
+
+
+def read_experiment(path: Path, replicates: Optional[list[int]] = None, levels: Optional[int] = None) -> Experiment:
+    """An experiment folder (or one of its replicate folders) with its replicates' rows."""
+    path = Path(path)
+    only = None
+    if replicate_number(path) is not None:
+        only = [replicate_number(path)]
+        path = path.parent
+    hparams_file = path / "hparams.json"
+    if not hparams_file.exists():
+        raise HparamError(f"no lottery runs in {path}: expected a lottery_<hash> experiment folder "
+                          "(with hparams.json) or one of its replicate_<N> folders")
+    exp = Experiment(path, io.load_json(hparams_file))
+    wanted = only or replicates
+    for rep_dir in sorted(path.glob("replicate_*"), key=lambda p: replicate_number(p) or 0):
+        number = replicate_number(rep_dir)
+        if number is None or (wanted is not None and number not in wanted):
+            continue
+        rows = read_replicate(rep_dir, levels)
+        if rows:
+            exp.replicates[number] = rows
+    return exp
+
+
+def read_experiments(paths: list[Path]) -> list[Experiment]:
+    """Several folders; replicate folders of one experiment merge. A folder without runs is an error."""
+    merged: dict[Path, Experiment] = {}
+    for p in paths:
+        exp = read_experiment(p)
+        if not exp.replicates:
+            raise HparamError(f"no lottery runs in {p}: no replicate has a finished level (level_<L>/main with "
+                              "sparsity_report.json)")
+        key = exp.path.resolve()
+        if key in merged:
+            merged[key].replicates.update(exp.replicates)
+        else:
+            merged[key] = exp
+    return list(merged.values())

@@ -1,0 +1,89 @@
+"""Print what a lottery run folder holds: hyperparameters, per-level numbers, the final ticket's layers.
+
+`open_lth summary DIR` with DIR a `lottery_<hash>` experiment folder or one of its `replicate_<N>`
+folders. Per replicate: each level's remaining weights, ticket test accuracy and (where recorded) the
+mask-search and ticket-training times; then the per-layer sparsity of the last level's mask.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from open_lth_concave.foundations import io
+from open_lth_concave.foundations.hparams import HparamError
+from open_lth_concave.report import names
+from open_lth_concave.report.runs import Experiment, read_experiment
+
+
+def hparams_text(exp: Experiment) -> str:
+    """The banner's hyperparameter text (level 0's hparams.log), else the non-empty groups of hparams.json."""
+    for rep in sorted(exp.replicates):
+        log = exp.path / f"replicate_{rep}" / "level_0" / "main" / "hparams.log"
+        if log.exists():
+            return log.read_text().rstrip()
+    lines = []
+    for group, values in exp.hparams.items():
+        if values:
+            lines.append(group)
+            lines += [f"    * {k} => {v}" for k, v in values.items() if v is not None and v is not False]
+    return "\n".join(lines)
+
+
+def _acc(value) -> str:
+    return "not trained" if value is None else f"{100 * value:.2f}"
+
+
+def levels_table(rows: list[dict]) -> str:
+    lines = ["| Level | Remaining weights (%) | Unpruned / total | Test accuracy (%) | Search | Ticket training |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['level']} | {100 * r['remaining']:.2f} | {int(r['unpruned'])} / {int(r['total'])} | "
+                     f"{_acc(r['test_accuracy'])} | {names.duration(r['pruning_seconds']) if r['level'] else '—'} | "
+                     f"{names.duration(r['ticket_seconds'])} |")
+    return "\n".join(lines)
+
+
+def layers_table(mask_file: Path) -> str:
+    from open_lth_concave.pruning.mask import Mask
+    mask = Mask.load(mask_file)
+    lines = ["| Tensor | Shape | Unpruned / total | Remaining (%) |", "|---|---|---:|---:|"]
+    for name, value in mask.items():
+        alive, total = int(value.sum().item()), value.numel()
+        lines.append(f"| {name} | {'×'.join(map(str, value.shape))} | {alive} / {total} | "
+                     f"{100 * alive / total if total else 100:.2f} |")
+    return "\n".join(lines)
+
+
+def render(exp: Experiment) -> str:
+    parts = [f"# {exp.name}: {names.strategy_name(exp.strategy)} ({exp.strategy}), "
+             f"{names.model_name(exp.model)} on {names.dataset_name(exp.dataset)}", "", "## Hyperparameters", "",
+             hparams_text(exp)]
+    for rep, rows in sorted(exp.replicates.items()):
+        rep_dir = exp.path / f"replicate_{rep}"
+        parts += ["", f"## Replicate {rep}", "", levels_table(rows)]
+        last = rows[-1]["level"]
+        mask_file = rep_dir / f"level_{last}" / "main" / "mask.pth"
+        if mask_file.exists():
+            parts += ["", f"Per-layer sparsity of the final ticket (level {last}):", "", layers_table(mask_file)]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    from open_lth_concave.cli import OneLineParser
+    parser = OneLineParser(prog="open_lth summary", description=__doc__.splitlines()[0])
+    parser.add_argument("dir", help="A lottery_<hash> experiment folder or one of its replicate_<N> folders.")
+    args = parser.parse_args(argv)
+    path = Path(args.dir)
+    if not path.is_dir():
+        raise HparamError(f"no lottery runs in {path}: not a folder")
+    exp = read_experiment(path)
+    if not exp.replicates:
+        raise HparamError(f"no lottery runs in {path}: no replicate has a level with sparsity_report.json")
+    print(render(exp), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    from open_lth_concave.cli import main as cli_main
+    sys.exit(cli_main(["summary", *sys.argv[1:]]))
