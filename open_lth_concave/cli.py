@@ -179,6 +179,7 @@ def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
         sys.stdout = open(os.devnull, "w")
     if platform.deterministic:
         import torch
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
         torch.use_deterministic_algorithms(True)
     return root, platform
 

@@ -38,6 +38,14 @@ def _write(path: Path, data: bytes) -> None:
         raise
 
 
+def remove(path: Path) -> None:
+    """Delete a file (rank 0 only under torchrun); a missing file is fine."""
+    from open_lth_concave.foundations import distributed
+    if distributed.is_writer():
+        Path(path).unlink(missing_ok=True)
+    distributed.barrier()
+
+
 def save_bytes(data: bytes, path: Path) -> None:
     _atomic_write_bytes(path, data)
 

@@ -96,7 +96,7 @@ class LotteryRunner:
                 return
             except io.CorruptFileError as e:
                 loop.warn(f"{e}; making the initial weights again")
-                start_file.unlink()
+                io.remove(start_file)
         model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         if self.desc.pretrains:
             pre_dir = self.replicate_dir / "level_pretrain" / "main"
@@ -138,7 +138,7 @@ class LotteryRunner:
                 return Mask.load(mask_file)
             except io.CorruptFileError as e:
                 loop.warn(f"{e}; computing the level {level} mask again")
-                mask_file.unlink()
+                io.remove(mask_file)
         if level == 0:
             mask = Mask.ones_like(self.rewind_model())
             seconds = 0.0

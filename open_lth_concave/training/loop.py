@@ -125,7 +125,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
             MetricLogger.load(out / "logger")
         except (io.CorruptFileError, FileNotFoundError) as e:
             warn(f"{job.label}: the finished run in {out} is unreadable ({e}); training it again")
-            end_file.unlink()
+            io.remove(end_file)
         else:
             model.load_state_dict(end_state)
             if strategy_state is not None:
@@ -245,8 +245,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                  out / "timing.json")
     distributed.broadcast_buffers(model)
     io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
-    if checkpoint.exists():
-        checkpoint.unlink()
+    io.remove(checkpoint)
     return model, strategy
 
 
@@ -265,7 +264,7 @@ def _load_checkpoint(path: Path, device: torch.device, label: str) -> Optional[d
         return state
     except io.CorruptFileError as e:
         warn(f"{label}: {e}; starting this run again from its start point")
-        path.unlink()
+        io.remove(path)
         return None
 
 
