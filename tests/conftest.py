@@ -9,6 +9,12 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OPEN_LTH_NO_DOWNLOAD", "1")
+# Tiny models on a shared 2-core machine: one thread per process avoids OpenMP threads spinning against
+# each other (measured: a digits lottery took 36 s with 2 threads on a busy machine, 5.5 s with 1).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 REPO = Path(__file__).resolve().parent.parent
 MNIST_SHARED = REPO.parent / "shared" / "data" / "mnist10k"
 

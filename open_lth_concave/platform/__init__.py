@@ -19,12 +19,15 @@ class Platform(Hparams):
     compile: bool = hp(False, "torch.compile the forward pass.")
     memory_format: str = hp("auto", "auto (channels_last on CUDA), channels_last or contiguous.",
                             choices=["auto", "channels_last", "contiguous"])
+    threads: int = hp(0, "CPU threads for PyTorch; 0 keeps PyTorch's default. 1 is fastest for small models on a busy machine.")
     deterministic: bool = hp(False, "Ask PyTorch for deterministic algorithms (slower on GPU).")
     num_workers: int = hp(0, "Kept for open_lth compatibility; data are tensors on the device, no workers are used.")
     platform: str = hp("local", "Kept for open_lth compatibility; only 'local'.", choices=["local"])
 
     def validate(self) -> None:
         super().validate()
+        if self.threads < 0:
+            raise HparamError(f"invalid --threads {self.threads}: must be >= 0 (0 = PyTorch's default)")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise HparamError(f"invalid --device {self.device!r}: use cpu, cuda, cuda:N or auto")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
