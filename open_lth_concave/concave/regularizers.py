@@ -80,11 +80,10 @@ class Log(Regularizer):
         return math.log((1 + eps) / eps)
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
-        eps = self.hparams.epsilon
-        return torch.log1p(m / eps) / self._scale()
+        return torch.log1p(m * (1.0 / self.hparams.epsilon)) * (1.0 / self._scale())
 
     def derivative(self, m: torch.Tensor) -> torch.Tensor:
-        return 1.0 / ((m + self.hparams.epsilon) * self._scale())
+        return (m + self.hparams.epsilon).reciprocal_().mul_(1.0 / self._scale())
 
 
 @dataclass(kw_only=True)
@@ -98,21 +97,23 @@ class LqHparams(Hparams):
             raise HparamError(f"invalid --q {self.q}: must be in (0, 1]")
 
 
-_LQ_FLOOR = 1e-8  # r'(0) is infinite for q < 1; gradients are taken at max(m, floor)
+_LQ_FLOOR = 1e-8  # r'(0) is infinite for q < 1: below the floor r is the chord m * floor^(q-1)
 
 
 @registry.register("lq")
 class Lq(Regularizer):
-    """r(m) = m^q with 0 < q <= 1 (Foucart and Lai)."""
+    """r(m) = m^q with 0 < q <= 1 (Foucart and Lai); linear on [0, 1e-8] so r(0)=0 with a finite slope."""
     hparams_cls = LqHparams
     default_lambda = 1e-6
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
-        return m.clamp_min(_LQ_FLOOR) ** self.hparams.q
+        q = self.hparams.q
+        return torch.where(m < _LQ_FLOOR, m * _LQ_FLOOR ** (q - 1), m.clamp_min(_LQ_FLOOR) ** q)
 
     def derivative(self, m: torch.Tensor) -> torch.Tensor:
         q = self.hparams.q
-        return q * m.clamp_min(_LQ_FLOOR) ** (q - 1)
+        return torch.where(m < _LQ_FLOOR, torch.full_like(m, _LQ_FLOOR ** (q - 1)),
+                           q * m.clamp_min(_LQ_FLOOR) ** (q - 1))
 
 
 @dataclass(kw_only=True)

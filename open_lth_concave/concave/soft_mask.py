@@ -1,0 +1,102 @@
+"""Training strategy `soft_mask`: train weights theta and a relaxed mask m in [0,1] jointly (Eq. 2).
+
+The network computes with m * theta; the objective is the task loss + lambda * sum_i r(m_i) over
+surviving entries (r from `regularizers.py`); after every optimizer step m is projected onto [0,1]
+(projected gradient, Section III-B). Entries pruned at earlier levels stay exactly 0.
+The pruning strategies `concave_<regularizer>` (`strategies.py`) run this strategy as their search.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from open_lth_concave.concave.flat_mask import FlatMaskStrategy
+from open_lth_concave.concave.regularizers import Regularizer
+from open_lth_concave.concave.regularizers import registry as regularizers
+from open_lth_concave.foundations.hparams import Hparams, hp
+from open_lth_concave.pruning.mask import Mask
+from open_lth_concave.training.strategy import registry as training_strategies
+
+
+class _Penalty(torch.autograd.Function):
+    """lambda * sum r(m), backpropagated with the analytic r'(m) (tests check it equals autograd's):
+    two or three passes over the mask instead of autograd's chain through every elementwise op."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor, regularizer: Regularizer, lam: float) -> torch.Tensor:
+        ctx.save_for_backward(m)
+        ctx.regularizer, ctx.lam = regularizer, lam
+        return regularizer.total(m) * lam
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (m,) = ctx.saved_tensors
+        return ctx.regularizer.derivative(m) * (grad * ctx.lam), None, None
+
+
+@dataclass(kw_only=True)
+class SoftMaskHparams(Hparams):
+    """What the soft-mask search needs; filled from a concave pruning strategy's hyperparameters."""
+    _group_name: ClassVar[str] = "Soft Mask Hyperparameters"
+
+    regularizer: str = hp("log", "The concave penalty r (a registered regularizer).")
+    regularization_lambda: Optional[float] = hp(None, "lambda of Eq. 2 (default: the regularizer's own).")
+    initial_mask_value: float = hp(0.5, "Mask value of every surviving weight when no mask is carried over.")
+    threshold: float = hp(0.5, "alpha: only used here for the logged fraction of masks >= alpha.")
+    mask_lr: Optional[float] = hp(None, "Mask learning rate (default: the training lr).")
+    mask_momentum: Optional[float] = hp(None, "Mask SGD momentum (default: the training momentum).")
+    mask_weight_decay: float = hp(0.0, "Mask weight decay (0 = exactly Eq. 2).")
+    pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensors that keep plain weights.")
+
+
+@training_strategies.register("soft_mask")
+class SoftMask(FlatMaskStrategy):
+    """Relaxed mask m in [0,1], concave penalty, projection after each step."""
+    hparams_cls = SoftMaskHparams
+
+    def __init__(self, model: nn.Module, mask: Mask, hparams: Optional[Hparams] = None, *,
+                 regularizer: Optional[Regularizer] = None,
+                 initial_mask: Optional[dict[str, torch.Tensor]] = None):
+        super().__init__(model, mask, hparams, initial_variable=initial_mask)
+        h = self.hparams
+        self.regularizer = regularizer if regularizer is not None else regularizers.get(h.regularizer)()
+        self.lam = (h.regularization_lambda if h.regularization_lambda is not None
+                    else self.regularizer.default_lambda)
+        with torch.no_grad():
+            self.variable.clamp_(0.0, 1.0)
+
+    def default_start_value(self) -> float:
+        return self.hparams.initial_mask_value
+
+    def mask_values(self) -> torch.Tensor:
+        return self.variable
+
+    def penalty(self) -> Optional[torch.Tensor]:
+        if self.lam == 0:
+            return None
+        # r(0) = 0 for every regularizer, so summing over all entries is summing over survivors.
+        return _Penalty.apply(self.variable, self.regularizer, self.lam)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.variable.clamp_(0.0, 1.0)       # projection onto [0,1]
+        if self.any_pruned:
+            self.variable.mul_(self.alive)   # pruned entries: exactly 0 (their gradient is already 0)
+        super().after_step()
+
+    @torch.no_grad()
+    def metrics(self) -> dict[str, float]:
+        m, alive = self.variable, self.alive
+        n = alive.sum().clamp_min(1)
+        return {"mask_regularizer": float(self.regularizer.value(m).sum()),
+                "mask_mean": float(m.sum() / n),
+                "mask_above_threshold": float(((m >= self.hparams.threshold) * alive).sum() / n)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"relaxed_mask": self.variable.detach().cpu().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict({"variable": state["relaxed_mask"]})

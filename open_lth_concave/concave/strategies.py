@@ -1,0 +1,97 @@
+"""Pruning strategies `concave_<regularizer>`: one per registered regularizer, made automatically.
+
+Each strategy's hyperparameters = the common mask-search fields (`search.MaskSearchHparams`) + the
+regularizer's own fields (e.g. `epsilon` for log), with lambda's default taken from the regularizer.
+Strategies for the regularizers known at import are registered by name; a regularizer registered
+later (e.g. by another plug-in) gets its strategy the first time `concave_<name>` is looked up,
+through a name pattern on the pruning registry. An unknown `concave_foo` fails with the list of
+regularizers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Callable, Optional
+
+import torch
+
+from open_lth_concave.concave.regularizers import Regularizer
+from open_lth_concave.concave.regularizers import registry as regularizers
+from open_lth_concave.concave.search import MaskSearch, MaskSearchHparams
+from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
+from open_lth_concave.foundations.hparams import hp
+from open_lth_concave.foundations.registry import UnknownNameError
+from open_lth_concave.pruning.strategy import PruningContext
+from open_lth_concave.pruning.strategy import registry as pruning_strategies
+
+PREFIX = "concave_"
+
+
+class ConcaveSearch(MaskSearch):
+    """Algorithm 1 with the soft mask and a concave penalty; subclassed per regularizer."""
+    regularizer_name: str = ""
+    regularizer_cls: type[Regularizer] = Regularizer
+
+    def regularizer(self) -> Regularizer:
+        own = {f.name for f in dataclasses.fields(self.regularizer_cls.hparams_cls)}
+        return self.regularizer_cls(self.regularizer_cls.hparams_cls(
+            **{k: v for k, v in self.hparams.to_dict().items() if k in own}))
+
+    def soft_mask_hparams(self, ctx: PruningContext) -> SoftMaskHparams:
+        h = self.hparams
+        return SoftMaskHparams(regularizer=self.regularizer_name, regularization_lambda=h.regularization_lambda,
+                               initial_mask_value=h.initial_mask_value, threshold=h.threshold, mask_lr=self.mask_lr(ctx),
+                               mask_momentum=h.mask_momentum, mask_weight_decay=h.mask_weight_decay,
+                               pruning_layers_to_ignore=h.pruning_layers_to_ignore)
+
+    def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:
+        return functools.partial(SoftMask, hparams=self.soft_mask_hparams(ctx), regularizer=self.regularizer(),
+                                 initial_mask=start)
+
+
+def _first_line(text: Optional[str]) -> str:
+    return ((text or "").strip().splitlines() or ["r(m) applied to every surviving mask entry."])[0]
+
+
+@functools.cache
+def concave_strategy(regularizer_name: str) -> type[ConcaveSearch]:
+    """The pruning strategy class for one regularizer (built once)."""
+    reg_cls = regularizers.get(regularizer_name)
+    own_fields = [f.name for f in dataclasses.fields(reg_cls.hparams_cls)]
+    clash = sorted(set(own_fields) & {f.name for f in dataclasses.fields(MaskSearchHparams)})
+    if clash:
+        raise ValueError(f"regularizer {regularizer_name!r} hyperparameter(s) {', '.join(clash)} clash with "
+                         "the mask-search fields; rename them")
+    name = PREFIX + regularizer_name
+    hparams_cls = dataclasses.make_dataclass(
+        f"Concave{regularizer_name.title().replace('_', '')}Hparams",
+        [("regularization_lambda", float,
+          hp(reg_cls.default_lambda, f"lambda of Eq. 2: weight of the {regularizer_name} mask penalty, >= 0."))],
+        bases=(reg_cls.hparams_cls, MaskSearchHparams), kw_only=True,
+        namespace={"_group_name": f"Pruning Hyperparameters ({name})",
+                   "_description": f"Soft-mask search with the {regularizer_name} penalty: "
+                                   f"{_first_line(reg_cls.__doc__)}"})
+    return type(f"Concave{regularizer_name.title().replace('_', '')}", (ConcaveSearch,), {
+        "hparams_cls": hparams_cls, "regularizer_name": regularizer_name, "regularizer_cls": reg_cls,
+        "description": f"Soft masks with the concave {regularizer_name} penalty, pruned below alpha (Algorithm 1).",
+    })
+
+
+def _register_known() -> None:
+    for regularizer_name in regularizers.list():
+        if PREFIX + regularizer_name not in pruning_strategies.list():
+            pruning_strategies.add(PREFIX + regularizer_name, concave_strategy(regularizer_name))
+
+
+@pruning_strategies.register_pattern(PREFIX + r"(\w+)", PREFIX + "<regularizer>")
+def _late_regularizer(match: re.Match) -> type[ConcaveSearch]:
+    try:
+        strategy = concave_strategy(match.group(1))
+    except UnknownNameError:
+        raise ValueError(f"unknown regularizer {match.group(1)!r}; valid: {', '.join(regularizers.names())}") from None
+    pruning_strategies.add(match.group(0), strategy)
+    return strategy
+
+
+_register_known()
