@@ -31,7 +31,7 @@ class PruningContext:
     trained_model: Callable[[], nn.Module]       # level L-1's trained model (loaded lazily)
     rewind_model: Callable[[], nn.Module]        # fresh model holding the level-0 rewind-point state
     # train(model, mask, output_dir, make_training_strategy) trains from the rewind step to the end
-    # step with this level's training hyperparameters, resumably, and returns the trained model.
+    # step with this level's training hyperparameters, resumably, and returns (trained model, strategy).
     train: Callable[..., nn.Module]
     extra: dict[str, Any]                        # job facts: replicate, device, quiet, ...
 
