@@ -84,7 +84,7 @@ def test_resume_after_interruption_equals_uninterrupted(root, tmp_path, monkeypa
     calls = {"n": 0}
 
     class Crash(Exception):
-        pass
+        """Stands for a process dying mid-epoch."""
 
     def crashing(self, epoch, start_iteration=0):
         for batch in original(self, epoch, start_iteration):
