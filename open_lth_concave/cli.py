@@ -177,13 +177,7 @@ def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
     distributed.init_from_environment(platform.torch_device.type)
     if not distributed.is_writer():  # under torchrun only rank 0 speaks
         sys.stdout = open(os.devnull, "w")
-    if platform.threads:
-        import torch
-        torch.set_num_threads(platform.threads)
-    if platform.deterministic:
-        import torch
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
-        torch.use_deterministic_algorithms(True)
+    platform.apply()
     return root, platform
 
 

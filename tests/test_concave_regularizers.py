@@ -22,6 +22,11 @@ def test_autograd_gradient_equals_derivative(name):
     m = torch.linspace(0.01, 0.99, 97, dtype=torch.float64, requires_grad=True)
     reg.value(m).sum().backward()
     torch.testing.assert_close(m.grad, reg.derivative(m.detach()), rtol=1e-9, atol=1e-9)
+    # the training step's in-place form: grad += scale * r'(m), leaving m untouched
+    grad, before = torch.full_like(m.detach(), 0.25), m.detach().clone()
+    reg.add_derivative_(grad, m.detach(), 3e-3)
+    torch.testing.assert_close(grad, 0.25 + 3e-3 * m.grad, rtol=1e-9, atol=1e-12)
+    assert torch.equal(m.detach(), before)
 
 
 @pytest.mark.parametrize("name", NAMES)

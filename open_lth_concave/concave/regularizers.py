@@ -41,6 +41,10 @@ class Regularizer:
     def total(self, m: torch.Tensor) -> torch.Tensor:
         return self.value(m).sum()
 
+    def add_derivative_(self, grad: torch.Tensor, m: torch.Tensor, scale: float) -> None:
+        """grad += scale * r'(m), in place: the training step's penalty gradient (override to save passes)."""
+        grad.add_(self.derivative(m), alpha=scale)
+
 
 registry: Registry[type[Regularizer]] = Registry("regularizer")
 
@@ -56,6 +60,9 @@ class L1(Regularizer):
 
     def derivative(self, m: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(m)
+
+    def add_derivative_(self, grad: torch.Tensor, m: torch.Tensor, scale: float) -> None:
+        grad.add_(scale)
 
 
 @dataclass(kw_only=True)
@@ -84,6 +91,9 @@ class Log(Regularizer):
 
     def derivative(self, m: torch.Tensor) -> torch.Tensor:
         return (m + self.hparams.epsilon).reciprocal_().mul_(1.0 / self._scale())
+
+    def add_derivative_(self, grad: torch.Tensor, m: torch.Tensor, scale: float) -> None:
+        grad.add_((m + self.hparams.epsilon).reciprocal_(), alpha=scale / self._scale())
 
 
 @dataclass(kw_only=True)

@@ -3,6 +3,9 @@
 The network computes with m * theta; the objective is the task loss + lambda * sum_i r(m_i) over
 surviving entries (r from `regularizers.py`); after every optimizer step m is projected onto [0,1]
 (projected gradient, Section III-B). Entries pruned at earlier levels stay exactly 0.
+The penalty's value is never needed inside a step (only its gradient, and its value at evaluation
+points for the log), so the step adds lambda * r'(m) to the mask gradient directly (`before_step`):
+two or three passes over the mask instead of autograd through the value and back.
 The pruning strategies `concave_<regularizer>` (`strategies.py`) run this strategy as their search.
 """
 from __future__ import annotations
@@ -19,22 +22,6 @@ from open_lth_concave.concave.regularizers import registry as regularizers
 from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.strategy import registry as training_strategies
-
-
-class _Penalty(torch.autograd.Function):
-    """lambda * sum r(m), backpropagated with the analytic r'(m) (tests check it equals autograd's):
-    two or three passes over the mask instead of autograd's chain through every elementwise op."""
-
-    @staticmethod
-    def forward(ctx, m: torch.Tensor, regularizer: Regularizer, lam: float) -> torch.Tensor:
-        ctx.save_for_backward(m)
-        ctx.regularizer, ctx.lam = regularizer, lam
-        return regularizer.total(m) * lam
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (m,) = ctx.saved_tensors
-        return ctx.regularizer.derivative(m) * (grad * ctx.lam), None, None
 
 
 @dataclass(kw_only=True)
@@ -74,11 +61,17 @@ class SoftMask(FlatMaskStrategy):
     def mask_values(self) -> torch.Tensor:
         return self.variable
 
-    def penalty(self) -> Optional[torch.Tensor]:
-        if self.lam == 0:
-            return None
-        # r(0) = 0 for every regularizer, so summing over all entries is summing over survivors.
-        return _Penalty.apply(self.variable, self.regularizer, self.lam)
+    def penalty_value(self) -> torch.Tensor:
+        """lambda * sum r(m); r(0) = 0 for every regularizer, so this sums over the survivors."""
+        return self.regularizer.total(self.variable.detach()) * self.lam
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        if self.lam != 0:
+            if self.variable.grad is None:
+                self.variable.grad = torch.zeros_like(self.variable)
+            self.regularizer.add_derivative_(self.variable.grad, self.variable, self.lam)
+        super().before_step()
 
     @torch.no_grad()
     def after_step(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import torch
@@ -46,6 +47,9 @@ def make_model(model_hparams: ModelHparams, spec, replicate: int) -> nn.Module:
     return get_model(model_hparams, spec.image_shape, spec.num_classes, generator)
 
 
-def banner(title: str, desc_text: str, location: Path) -> str:
+def banner(title: str, desc_text: str, location: Path, platform: Optional[Platform] = None,
+           training: Optional[TrainingHparams] = None) -> str:
     rule = "=" * 82
-    return f"{rule}\n{title}\n{'-' * 82}\n{desc_text}\nOutput Location: {location}\n{rule}\n"
+    reduced = bool(training is not None and training.apex_fp16)
+    where = f"Platform: {platform.summary(reduced)}\n" if platform is not None else ""
+    return f"{rule}\n{title}\n{'-' * 82}\n{desc_text}\n{where}Output Location: {location}\n{rule}\n"

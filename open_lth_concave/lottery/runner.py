@@ -75,7 +75,8 @@ class LotteryRunner:
     def run(self) -> list[dict]:
         self._setup()
         print(banner(f"Lottery Ticket Experiment (Replicate {self.replicate})", self.desc.display(),
-                     self.replicate_dir), flush=True)
+                     self.replicate_dir, self.platform,
+                     self.desc.training_hparams), flush=True)
         lock = ExperimentLock(self.replicate_dir).acquire(
             wait=self.wait_for_lock, on_wait=lambda message: print(message, flush=True))
         try:

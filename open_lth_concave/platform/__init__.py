@@ -1,4 +1,10 @@
-"""How and where a job runs (device, precision, compilation, verbosity). Never part of the hash."""
+"""How and where a job runs (device, precision, compilation, allocator). Never part of the hash.
+
+The `auto` defaults pick the fastest settings the hardware supports and every one has a flag to
+turn it off: bf16 autocast on CUDA and on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX),
+channels_last for convolutions, fused optimizer kernels, and on Linux a glibc allocator setting that
+stops every tensor over 128 KiB from being a fresh `mmap` (see `allocator.py`).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +13,13 @@ from typing import ClassVar
 import torch
 
 from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
+from open_lth_concave.platform import allocator
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when matmuls/convolutions in bf16 run on dedicated instructions (else bf16 is emulated, slower)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 @dataclass(kw_only=True)
@@ -15,10 +28,13 @@ class Platform(Hparams):
     _description: ClassVar[str] = "Where and how the job runs; none of these enter the experiment name."
 
     device: str = hp("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
-    precision: str = hp("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32.", choices=["auto", "bf16", "fp32"])
+    precision: str = hp("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), bf16 or fp32.",
+                        choices=["auto", "bf16", "fp32"])
     compile: bool = hp(False, "torch.compile the forward pass.")
-    memory_format: str = hp("auto", "auto (channels_last on CUDA), channels_last or contiguous.",
+    memory_format: str = hp("auto", "auto (channels_last: faster convolutions on CUDA and CPU), channels_last or contiguous.",
                             choices=["auto", "channels_last", "contiguous"])
+    cpu_allocator: str = hp("tuned", "tuned (glibc keeps freed large blocks for reuse instead of returning them to the "
+                            "OS on every free) or system (glibc's defaults).", choices=["tuned", "system"])
     threads: int = hp(0, "CPU threads for PyTorch; 0 keeps PyTorch's default. 1 is fastest for small models on a busy machine.")
     deterministic: bool = hp(False, "Ask PyTorch for deterministic algorithms (slower on GPU).")
     num_workers: int = hp(0, "Kept for open_lth compatibility; data are tensors on the device, no workers are used.")
@@ -33,6 +49,17 @@ class Platform(Hparams):
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise HparamError(f"invalid --device {self.device!r}: CUDA is not available on this machine")
 
+    def apply(self) -> None:
+        """Process-wide settings: threads, determinism, allocator. Called once by the CLI."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        if self.deterministic:
+            import os
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
+            torch.use_deterministic_algorithms(True)
+        if self.cpu_allocator == "tuned":
+            allocator.keep_freed_blocks()
+
     @property
     def torch_device(self) -> torch.device:
         from open_lth_concave.foundations.distributed import local_rank, world_size
@@ -46,14 +73,31 @@ class Platform(Hparams):
 
     @property
     def channels_last(self) -> bool:
-        return self.memory_format == "channels_last" or (self.memory_format == "auto" and self.torch_device.type == "cuda")
+        return self.memory_format in ("auto", "channels_last")
 
     @property
     def fused_optimizer(self) -> bool:
-        return self.torch_device.type == "cuda"
+        """Fused SGD/Adam kernels exist for CUDA and CPU tensors (one pass per tensor instead of several)."""
+        return self.torch_device.type in ("cuda", "cpu")
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        if self.precision == "bf16" or (self.precision == "auto" and self.torch_device.type == "cuda"):
+        if self.precision == "bf16":
             return torch.bfloat16
+        if self.precision == "auto":
+            kind = self.torch_device.type
+            if kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16()):
+                return torch.bfloat16
         return None
+
+    def summary(self, reduced_precision: bool = False) -> str:
+        """One line for banners and benchmark reports (`reduced_precision`: the run asked for --apex_fp16)."""
+        bf16 = reduced_precision or self.autocast_dtype is not None
+        parts = [str(self.torch_device), "bf16 autocast" if bf16 else "fp32",
+                 "channels_last" if self.channels_last else "contiguous"]
+        if self.compile:
+            parts.append("compiled")
+        if self.torch_device.type == "cpu":
+            n = torch.get_num_threads()
+            parts.append(f"{n} thread{'s' if n > 1 else ''}")
+        return ", ".join(parts)

@@ -3,7 +3,8 @@
 Callbacks (open_lth's order): before each step and once after the last, evaluate at each epoch start
 (and at the start/end steps when mid-epoch or when evaluating only at the end), save the model at the
 start and end steps, checkpoint at each epoch boundary. The step itself is: lr for this update,
-forward, loss (+ the strategy's penalty), backward, optimizer step, the strategy's after-step hook.
+forward, loss (+ the strategy's penalty), backward, the strategy's before-step hook (gradients complete),
+optimizer step, the strategy's after-step hook.
 Metrics accumulate on the device and are read only at evaluation points.
 """
 from __future__ import annotations
@@ -67,13 +68,15 @@ def is_finished(output_dir: Path, end_step: Step) -> bool:
 
 
 @torch.no_grad()
-def evaluate(forward: Callable, loader, platform: Platform) -> tuple[float, float, int]:
+def evaluate(forward: Callable, loader, platform: Platform,
+             autocast_dtype: Optional[torch.dtype] = None) -> tuple[float, float, int]:
     """(mean loss, accuracy fraction, examples) on a loader's fixed order."""
-    total_loss = torch.zeros((), device=platform.torch_device)
-    correct = torch.zeros((), device=platform.torch_device, dtype=torch.long)
+    device = platform.torch_device
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     for x, y in loader.batches(0):
-        with _autocast(platform):
+        with _autocast(device, autocast_dtype):
             logits = forward(x)
         total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -81,11 +84,15 @@ def evaluate(forward: Callable, loader, platform: Platform) -> tuple[float, floa
     return (total_loss / max(n, 1)).item(), correct.item() / max(n, 1), n
 
 
-def _autocast(platform: Platform):
-    dtype = platform.autocast_dtype
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(platform.torch_device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def autocast_dtype(platform: Platform, hparams: TrainingHparams) -> Optional[torch.dtype]:
+    """open_lth's --apex_fp16 (part of the experiment) asks for reduced precision whatever the platform says."""
+    return torch.bfloat16 if hparams.apex_fp16 else platform.autocast_dtype
 
 
 @contextlib.contextmanager
@@ -153,6 +160,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         io.save_torch(_cpu_state(model), model_path(out, job.start_step))
 
     forward = torch.compile(strategy.forward) if job.platform.compile else strategy.forward
+    precision = autocast_dtype(job.platform, hp)
     running_loss = torch.zeros((), device=device)
     running_count = 0
     world = distributed.world_size()
@@ -180,7 +188,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     def evaluate_now(at: Step) -> None:
         distributed.broadcast_buffers(model)
         model.eval()
-        loss, acc, n = evaluate(forward, job.test_loader, job.platform)
+        loss, acc, n = evaluate(forward, job.test_loader, job.platform, precision)
         model.train()
         if not torch.isfinite(torch.tensor(loss)):
             raise TrainingDiverged(f"{job.label}: the test loss became {loss} at epoch {at.ep} iteration {at.it}; "
@@ -214,7 +222,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                     save_checkpoint(step)
                     raise Interrupted(f"{job.label}: stopped by a signal at step {step}; checkpoint saved, run again to resume")
                 set_lr(optimizer, base_lrs, lr_factor(step.iteration))
-                with _autocast(job.platform):
+                with _autocast(device, precision):
                     if world == 1:
                         loss = F.cross_entropy(forward(x).float(), y)
                     else:  # this slice's share of the global-batch mean; gradients are summed below
@@ -225,6 +233,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 distributed.all_reduce_gradients(trained)
+                strategy.before_step()
                 optimizer.step()
                 strategy.after_step()
                 running_loss += loss.detach() * world

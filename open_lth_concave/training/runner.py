@@ -32,7 +32,8 @@ class TrainingRunner:
         data = make_data(self.desc.dataset_hparams, self.desc.training_hparams, self.replicate, self.platform)
         end = Step.from_str(self.desc.training_hparams.training_steps, data.iterations_per_epoch)
         if not self.quiet:
-            print(banner(f"Training Experiment (Replicate {self.replicate})", self.desc.display(), self.output_dir),
+            print(banner(f"Training Experiment (Replicate {self.replicate})", self.desc.display(), self.output_dir, self.platform,
+                         self.desc.training_hparams),
                   flush=True)
         model = make_model(self.desc.model_hparams, data.spec, self.replicate)
         self.output_dir.mkdir(parents=True, exist_ok=True)

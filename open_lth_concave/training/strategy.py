@@ -42,6 +42,10 @@ class TrainingStrategy:
         """A term added to the task loss (None for none)."""
         return None
 
+    def before_step(self) -> None:
+        """Runs after backward (gradients summed over processes), before the optimizer step: e.g. add
+        the analytic gradient of a penalty to `.grad` directly, cheaper than autograd through `penalty`."""
+
     def after_step(self) -> None:
         """Runs after every optimizer step (e.g. projection, re-masking)."""
 

@@ -1,0 +1,41 @@
+"""Platform defaults: what `auto` picks, the allocator switch, and open_lth's --apex_fp16."""
+import sys
+
+import pytest
+import torch
+
+from open_lth_concave.foundations.hparams import HparamError, TrainingHparams
+from open_lth_concave.platform import Platform, allocator, cpu_has_native_bf16
+from open_lth_concave.training.loop import autocast_dtype
+
+
+def test_auto_precision_on_cpu_follows_the_hardware():
+    expected = torch.bfloat16 if cpu_has_native_bf16() else None
+    assert Platform(device="cpu").autocast_dtype is expected
+    assert Platform(device="cpu", precision="fp32").autocast_dtype is None
+    assert Platform(device="cpu", precision="bf16").autocast_dtype is torch.bfloat16
+
+
+def test_apex_fp16_forces_reduced_precision():
+    hp = TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="1ep", apex_fp16=True)
+    assert autocast_dtype(Platform(device="cpu", precision="fp32"), hp) is torch.bfloat16
+    plain = TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="1ep")
+    assert autocast_dtype(Platform(device="cpu", precision="fp32"), plain) is None
+
+
+def test_memory_format_and_fused_optimizer_defaults():
+    assert Platform(device="cpu").channels_last and not Platform(device="cpu", memory_format="contiguous").channels_last
+    assert Platform(device="cpu").fused_optimizer
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_allocator_switch_applies_on_linux():
+    try:
+        assert allocator.keep_freed_blocks() is True
+    finally:
+        assert allocator.system_defaults() is True
+
+
+def test_bad_allocator_value_is_a_clear_error():
+    with pytest.raises(HparamError, match="cpu_allocator"):
+        Platform.from_dict({"cpu_allocator": "jemalloc"})
