@@ -57,7 +57,7 @@ from open_lth_concave.datasets.loader import PAD, BatchLoader
 from open_lth_concave.foundations.hparams import ModelHparams, TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.models import get_model
-from open_lth_concave.platform import Platform
+from open_lth_concave.platform import Platform, allocator
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training import loop
 from open_lth_concave.training.strategy import Standard
@@ -170,7 +170,7 @@ def soft_mask_factory(w: Workload) -> tuple[Optional[Callable], Optional[str]]:
 
 
 def time_ours(w: Workload, strategy: str, train_loader: BatchLoader, test_loader: BatchLoader,
-              device: torch.device, warmup: int, steps: int) -> float:
+              platform: Platform, warmup: int, steps: int) -> float:
     """Seconds per step of loop.train over `steps` iterations after `warmup`."""
     if strategy == "standard":
         make_strategy = Standard
@@ -179,13 +179,13 @@ def time_ours(w: Workload, strategy: str, train_loader: BatchLoader, test_loader
         if make_strategy is None:
             raise RuntimeError(why)
     model = build_model(w)
-    timed = TimedLoader(train_loader, warmup, steps, device)
+    timed = TimedLoader(train_loader, warmup, steps, platform.torch_device)
     ipe = timed.iterations_per_epoch
     with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
         job = loop.TrainJob(output_dir=Path(tmp), model=model, mask=Mask.ones_like(model),
                             train_loader=timed, test_loader=test_loader, hparams=w.hparams,
                             start_step=Step.zero(ipe), end_step=Step(warmup + steps + 1, ipe),
-                            platform=Platform(device=str(device)), make_strategy=make_strategy,
+                            platform=platform, make_strategy=make_strategy,
                             quiet=True, evaluate_only_at_end=True, label=f"bench {w.key} {strategy}")
         loop.train(job)
     return timed.seconds / steps
@@ -343,14 +343,35 @@ def load_average() -> str:
         return "n/a"
 
 
-def variants(workers: list[int]) -> list[str]:
-    return ["ours"] + [f"ref_w{k}" for k in workers]
+def our_platforms(device: torch.device) -> dict[str, Platform]:
+    """`ours`: the defaults a user gets; `ours_fp32`: the same with --precision fp32, listed when the
+    default is bf16, so the table separates what reduced precision buys from the rest."""
+    default = Platform(device=str(device))
+    out = {"ours": default}
+    if default.autocast_dtype is not None:
+        out["ours_fp32"] = Platform(device=str(device), precision="fp32")
+    return out
+
+
+def variant_name(variant: str, device: torch.device) -> str:
+    if variant.startswith("ours"):
+        return f"ours (loop.train + BatchLoader; {our_platforms(device)[variant].summary()})"
+    return f"reference, num_workers={variant[5:]}"
+
+
+def variants(workers: list[int], device: torch.device) -> list[str]:
+    return list(our_platforms(device)) + [f"ref_w{k}" for k in workers]
 
 
 def run_one(variant: str, w: Workload, strategy: str, ctx: dict, device: torch.device,
             warmup: int, steps: int) -> float:
-    if variant == "ours":
-        return time_ours(w, strategy, ctx["train_loader"], ctx["test_loader"], device, warmup, steps)
+    # Each side runs with its own allocator setting: ours with the platform's (tuned glibc
+    # thresholds), the conventional reference with glibc's defaults.
+    if variant.startswith("ours"):
+        allocator.keep_freed_blocks()
+        return time_ours(w, strategy, ctx["train_loader"], ctx["test_loader"], our_platforms(device)[variant],
+                         warmup, steps)
+    allocator.system_defaults()
     return time_reference(w, strategy, ctx["dataset"], device, int(variant[5:]), warmup, steps)
 
 
@@ -363,12 +384,15 @@ def measure(args, device: torch.device) -> dict:
         log(f"[{w.key}] building synthetic data ({w.train_examples} examples) ...")
         data = synthetic(spec, w.train_examples, seed=1)
         test = synthetic(spec, BATCH, seed=2)
+        cl = Platform(device=str(device)).channels_last
         ctx = {
-            "train_loader": BatchLoader(data, spec, BATCH, device, train=True, augment=spec.augment, seed=0),
-            "test_loader": BatchLoader(test, spec, BATCH, device, train=False, augment=False, seed=0),
+            "train_loader": BatchLoader(data, spec, BATCH, device, train=True, augment=spec.augment, seed=0,
+                                        channels_last=cl),
+            "test_loader": BatchLoader(test, spec, BATCH, device, train=False, augment=False, seed=0,
+                                       channels_last=cl),
             "dataset": PerSampleDataset(data, spec, augment=spec.augment),
         }
-        configs = [(v, s) for s in STRATEGIES for v in variants(args.workers)]
+        configs = [(v, s) for s in STRATEGIES for v in variants(args.workers, device)]
         table = {c: Measure() for c in configs}
         # Untimed warm-up of every configuration (allocator, kernels, first-call work, worker start-up).
         for c in configs:
@@ -383,7 +407,7 @@ def measure(args, device: torch.device) -> dict:
             for c in order:
                 sec = run_one(c[0], w, c[1], ctx, device, warmup, steps)
                 table[c].seconds.append(sec)
-                log(f"[{w.key}] rep {r + 1}/{args.reps} {c[0]:>7} {c[1]:<9} {1 / sec:8.2f} steps/s")
+                log(f"[{w.key}] rep {r + 1}/{args.reps} {c[0]:>9} {c[1]:<9} {1 / sec:8.2f} steps/s")
         results[w.key] = {"workload": w, "warmup": warmup, "steps": steps, "table": table}
     return results
 
@@ -403,6 +427,8 @@ def summarize(results: dict, workers: list[int]) -> dict:
             refs = [(k, table[(f"ref_w{k}", s)]) for k in workers if table[(f"ref_w{k}", s)].ok]
             best_k, best = min(refs, key=lambda kv: kv[1].median) if refs else (None, Measure(error="no reference"))
             o_std, o_soft = table[("ours", "standard")], table[("ours", "soft_mask")]
+            fp32 = table.get(("ours_fp32", s), Measure(error="default is fp32"))
+            f_std, f_soft = (table.get(("ours_fp32", k), Measure(error="n/a")) for k in STRATEGIES)
             row = {
                 "key": key, "label": w.label, "strategy": s,
                 "ours_steps_per_s": ours.steps_per_s, "ref_steps_per_s": best.steps_per_s,
@@ -411,6 +437,9 @@ def summarize(results: dict, workers: list[int]) -> dict:
                 "ours_epoch_s": ours.median * w.steps_per_epoch if ours.ok else float("nan"),
                 "ref_epoch_s": best.median * w.steps_per_epoch if best.ok else float("nan"),
                 "soft_over_std_ours": o_soft.median / o_std.median if o_soft.ok and o_std.ok else float("nan"),
+                "ours_fp32_steps_per_s": fp32.steps_per_s,
+                "speedup_fp32": best.median / fp32.median if fp32.ok and best.ok else float("nan"),
+                "soft_over_std_ours_fp32": f_soft.median / f_std.median if f_soft.ok and f_std.ok else float("nan"),
                 "ours_error": ours.error,
             }
             # Paired per-repetition ratios (ours and the reference ran back to back in each repetition).
@@ -446,18 +475,21 @@ def targets(summary: dict, device: torch.device) -> list[tuple[str, str, str]]:
     def verdict(ok: Optional[bool]) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
-    for s in STRATEGIES:
-        x = rows[("lenet", s)]["speedup"]
-        out.append((f"{device.type.upper()} LeNet-300-100 epoch >= 3x faster than the reference ({s})",
-                    f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x >= 3.0)))
-    for s in STRATEGIES:
-        x = rows[("resnet20", s)]["speedup"]
-        out.append((f"ResNet-20 steps no slower than the reference ({s})",
-                    f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x >= 1.0)))
-    for key, label in (("lenet", "LeNet-300-100"), ("resnet20", "ResNet-20")):
-        x = rows[(key, "soft_mask")]["soft_over_std_ours"]
-        out.append((f"{label}: soft-mask step time <= 1.15x standard (ours)",
-                    f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x <= 1.15)))
+    fp32_too = any(math.isfinite(r["speedup_fp32"]) for r in summary["rows"])
+    sides = [("", "")] + ([("_fp32", ", ours in fp32")] if fp32_too else [])
+    for suffix, note in sides:
+        for s in STRATEGIES:
+            x = rows[("lenet", s)][f"speedup{suffix}"]
+            out.append((f"{device.type.upper()} LeNet-300-100 epoch >= 3x faster than the reference ({s}{note})",
+                        f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x >= 3.0)))
+        for s in STRATEGIES:
+            x = rows[("resnet20", s)][f"speedup{suffix}"]
+            out.append((f"ResNet-20 steps no slower than the reference ({s}{note})",
+                        f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x >= 1.0)))
+        for key, label in (("lenet", "LeNet-300-100"), ("resnet20", "ResNet-20")):
+            x = rows[(key, "soft_mask")][f"soft_over_std_ours{suffix}"]
+            out.append((f"{label}: soft-mask step time <= 1.15x standard (ours{note})",
+                        f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x <= 1.15)))
     return out
 
 
@@ -471,8 +503,8 @@ def report(args, device: torch.device, results: dict, summary: dict, load_before
     lines.append(f"## Speed: {device_name(device)}")
     lines.append("")
     lines.append(f"torch {torch.__version__}, {threads} intra-op thread{'s' if threads != 1 else ''}, "
-                 f"device `{device}`, ours precision "
-                 f"{'bf16 autocast' if Platform(device=str(device)).autocast_dtype else 'fp32'} (reference fp32), "
+                 f"device `{device}`, ours: {Platform(device=str(device)).summary()}, tuned allocator "
+                 f"(reference: fp32, contiguous, glibc's default allocator), "
                  f"{'quick' if args.quick else 'default'} run, {args.reps} repetitions (median), "
                  f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
                  f"load average (1/5/15 min) {load_before} before, {load_average()} after, {wall:.0f} s total.")
@@ -482,14 +514,18 @@ def report(args, device: torch.device, results: dict, summary: dict, load_before
                  f"{', '.join(f'num_workers={k}' for k in args.workers)} (the faster one is reported).")
     lines.append("")
     lines.append("| Model / data | Strategy | Ours steps/s | Reference steps/s | Speed-up (ours/ref) "
-                 "| Ours epoch (s) | Reference epoch (s) | Soft-mask/standard time, ours | Soft-mask/standard time, ref |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+                 "| Ours epoch (s) | Reference epoch (s) | Soft-mask/standard time, ours | Soft-mask/standard time, ref "
+                 "| Ours fp32 steps/s | Speed-up, ours fp32 | Soft-mask/standard, ours fp32 |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in summary["rows"]:
         ref = fmt(r["ref_steps_per_s"]) + (f" (w{r['ref_workers']})" if r["ref_workers"] is not None else "")
-        ratio_o = fmt(r["soft_over_std_ours"]) if r["strategy"] == "soft_mask" else "1 (base)"
-        ratio_r = fmt(r["soft_over_std_ref"]) if r["strategy"] == "soft_mask" else "1 (base)"
+        soft = r["strategy"] == "soft_mask"
+        ratio_o = fmt(r["soft_over_std_ours"]) if soft else "1 (base)"
+        ratio_r = fmt(r["soft_over_std_ref"]) if soft else "1 (base)"
+        ratio_f = fmt(r["soft_over_std_ours_fp32"]) if soft else "1 (base)"
         lines.append(f"| {r['label']} | {r['strategy']} | {fmt(r['ours_steps_per_s'])} | {ref} | {fmt(r['speedup'])} "
-                     f"| {fmt(r['ours_epoch_s'], 1)} | {fmt(r['ref_epoch_s'], 1)} | {ratio_o} | {ratio_r} |")
+                     f"| {fmt(r['ours_epoch_s'], 1)} | {fmt(r['ref_epoch_s'], 1)} | {ratio_o} | {ratio_r} "
+                     f"| {fmt(r['ours_fp32_steps_per_s'])} | {fmt(r['speedup_fp32'])} | {ratio_f} |")
     lines.append("")
     lines.append("Epoch times are the median step time x ceil(epoch examples / 128): 60,000 examples "
                  "(469 steps) for MNIST, 50,000 (391 steps) for CIFAR-10; they exclude per-epoch evaluation "
@@ -505,7 +541,7 @@ def report(args, device: torch.device, results: dict, summary: dict, load_before
     for res in results.values():
         w = res["workload"]
         for (variant, s), m in res["table"].items():
-            name = "ours (loop.train + BatchLoader)" if variant == "ours" else f"reference, num_workers={variant[5:]}"
+            name = variant_name(variant, device)
             if m.ok:
                 lines.append(f"| {w.model_name} | {s} | {name} | {fmt(m.steps_per_s)} "
                              f"| {fmt(1 / max(m.seconds))} | {fmt(1 / min(m.seconds))} |")
