@@ -488,7 +488,7 @@ def targets(summary: dict, device: torch.device) -> list[tuple[str, str, str]]:
                         f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x >= 1.0)))
         for key, label in (("lenet", "LeNet-300-100"), ("resnet20", "ResNet-20")):
             x = rows[(key, "soft_mask")][f"soft_over_std_ours{suffix}"]
-            out.append((f"{label}: soft-mask step time <= 1.15x standard (ours{note})",
+            out.append((f"{label}: soft-mask step time <= 1.15x standard (ours{note.replace(', ours', '')})",
                         f"{fmt(x, 3)}x", verdict(None if not math.isfinite(x) else x <= 1.15)))
     return out
 

@@ -1,18 +1,20 @@
 """Data-parallel training across processes launched by `torchrun` (NCCL on GPUs, gloo on CPUs).
 
-Every process runs the same program on the same files: each takes its slice of every global batch,
-gradients of all trained tensors (the model's and a strategy's, e.g. a relaxed mask) are summed
-across processes in one flattened all-reduce, so parameters stay identical everywhere; only rank 0
-writes files, and every write ends with a barrier so no process reads a file before it exists.
-Without torchrun (WORLD_SIZE unset or 1) all of this is a no-op.
+Every process runs the same program on the same files: each takes its slice of every global batch;
+the model and a strategy's own trained tensors (e.g. a relaxed mask) are wrapped together in one
+DistributedDataParallel module, so all their gradients are averaged across processes in buckets that
+overlap with the backward pass and parameters stay identical everywhere. Only rank 0 writes files,
+and every write ends with a barrier so no process reads a file before it exists. Without torchrun
+(WORLD_SIZE unset or 1) all of this is a no-op.
 """
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Callable
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def world_size() -> int:
@@ -46,17 +48,36 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_gradients(params: Iterable[torch.Tensor]) -> None:
-    """Sum the gradients of `params` over processes in one flat all-reduce."""
+class _TrainedTogether(nn.Module):
+    """The model and a strategy's extra parameters as one module whose forward is the strategy's,
+    so DistributedDataParallel sees (and reduces) every trained tensor."""
+
+    def __init__(self, model: nn.Module, forward: Callable, extra: list[nn.Parameter]):
+        super().__init__()
+        self.model = model
+        self.extra = nn.ParameterList(extra)
+        self._strategy_forward = forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._strategy_forward(x)
+
+
+def data_parallel(model: nn.Module, forward: Callable, extra: list[torch.Tensor],
+                  device: torch.device) -> Callable:
+    """`forward` itself in one process; under torchrun, a DistributedDataParallel module running it
+    that averages the gradients of the model and of `extra` (which must be nn.Parameters)."""
     if world_size() == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch._utils._flatten_dense_tensors(grads)
-    dist.all_reduce(flat)
-    for grad, reduced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
-        grad.copy_(reduced)
+        return forward
+    bad = [tuple(t.shape) for t in extra if not isinstance(t, nn.Parameter)]
+    if bad:
+        raise TypeError(f"data-parallel training needs a strategy's trained tensors to be nn.Parameter; got plain "
+                        f"tensors of shapes {bad}")
+    module = _TrainedTogether(model, forward, list(extra))
+    device_ids = [device] if device.type == "cuda" else None
+    # Buffers (batch-norm statistics) stay per process; `broadcast_buffers` below makes them rank 0's
+    # where they are used or saved, as before.
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False,
+                                               gradient_as_bucket_view=True)
 
 
 def broadcast_buffers(module: torch.nn.Module) -> None:

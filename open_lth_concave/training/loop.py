@@ -164,7 +164,9 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     running_loss = torch.zeros((), device=device)
     running_count = 0
     world = distributed.world_size()
-    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    model_params = {id(p) for p in model.parameters()}
+    extra = [p for group in strategy.param_groups() for p in group["params"] if id(p) not in model_params]
+    train_forward = distributed.data_parallel(model, forward, extra, device)
     t0 = time.time() - elapsed
     progress = Progress(job.label, step, job.end_step, t0=t0, quiet=job.quiet)
 
@@ -224,19 +226,18 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                 set_lr(optimizer, base_lrs, lr_factor(step.iteration))
                 with _autocast(device, precision):
                     if world == 1:
-                        loss = F.cross_entropy(forward(x).float(), y)
-                    else:  # this slice's share of the global-batch mean; gradients are summed below
-                        loss = F.cross_entropy(forward(x).float(), y, reduction="sum") / \
-                            job.train_loader.examples_in_batch(step.it)
-                    penalty = strategy.penalty()
-                    total = loss if penalty is None else loss + penalty / world
+                        loss = F.cross_entropy(train_forward(x).float(), y)
+                    else:  # scaled so that DDP's average over processes is the exact global-batch mean
+                        loss = F.cross_entropy(train_forward(x).float(), y, reduction="sum") * \
+                            (world / job.train_loader.examples_in_batch(step.it))
+                    penalty = strategy.penalty()   # the same on every process, so averaging keeps it whole
+                    total = loss if penalty is None else loss + penalty
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
-                distributed.all_reduce_gradients(trained)
                 strategy.before_step()
                 optimizer.step()
                 strategy.after_step()
-                running_loss += loss.detach() * world
+                running_loss += loss.detach()
                 running_count += 1
                 step = Step(step.iteration + 1, ipe)
                 progress.step(step)
