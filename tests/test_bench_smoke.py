@@ -52,7 +52,14 @@ def test_quick_benchmark_reports_every_row(tmp_path):
 
     assert "Paper's ResNet-20 protocol" in text
     verdicts = [line for line in text.splitlines() if line.endswith("| PASS |") or line.endswith("| FAIL |")]
-    assert len(verdicts) == 6, text
+    from open_lth_concave.platform import Platform
+    bf16_default = Platform(device="cpu").autocast_dtype is not None
+    assert len(verdicts) == (12 if bf16_default else 6), text   # ours (+ ours in fp32 when the default is bf16)
+    if bf16_default:
+        for row in table:
+            cells = dict(zip(columns, row))
+            assert _number(cells["Ours fp32 steps/s"]) > 0 and math.isfinite(_number(cells["Speed-up, ours fp32"]))
+        assert "fp32, channels_last" in text and "bf16 autocast, channels_last" in text
 
     data = json.loads(out_json.read_text())
     assert len(data["rows"]) == 4
