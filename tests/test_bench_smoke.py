@@ -70,3 +70,14 @@ def test_quick_benchmark_reports_every_row(tmp_path):
         assert math.isclose(row["speedup"], row["ours_steps_per_s"] / row["ref_steps_per_s"], rel_tol=1e-9)
     protocol = data["protocol_seconds"]
     assert protocol["ours"] > 0 and protocol["ref"] > 0
+
+
+def test_stacked_replicates_benchmark_runs():
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "stacked_replicates.py"), "--steps", "2", "--reps", "1",
+                           "--ks", "1,2", "--threads", "1", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines()
+            if line.startswith("| LeNet-300-100")]
+    assert [r[1] for r in rows] == ["one run (`loop.train`)", "1 stacked", "2 stacked"], proc.stdout
+    assert all(float(r[2]) > 0 and float(r[3].rstrip("x")) > 0 for r in rows)

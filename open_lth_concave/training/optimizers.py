@@ -12,6 +12,11 @@ from open_lth_concave.foundations.step import Step
 def build_optimizer(model: torch.nn.Module, hp: TrainingHparams, extra_groups: list[dict[str, Any]],
                     fused: bool = False) -> torch.optim.Optimizer:
     groups = [{"params": [p for p in model.parameters() if p.requires_grad]}] + extra_groups
+    return optimizer_for_groups(groups, hp, fused)
+
+
+def optimizer_for_groups(groups: list[dict[str, Any]], hp: TrainingHparams, fused: bool = False) -> torch.optim.Optimizer:
+    """The optimizer TrainingHparams describe, over explicit parameter groups."""
     wd = hp.weight_decay or 0.0
     kwargs: dict[str, Any] = {"fused": True} if fused else {}
     if hp.optimizer_name == "sgd":

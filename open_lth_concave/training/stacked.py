@@ -1,0 +1,126 @@
+"""Many small runs at once: K replicates of one architecture trained together in one process.
+
+One LeNet or ResNet-20 leaves a GPU mostly idle. Stacking the K models' parameters along a new
+leading dimension and running them with `torch.func.vmap(functional_call)` turns K small matmuls
+or convolutions into one batched call per layer. Each replicate keeps its own initialization, its
+own data order and augmentation (its own loader) and its own mask; SGD and Adam act elementwise, so
+one optimizer over the stacked tensors is exactly K independent optimizers. Batch-norm statistics
+are stacked buffers, updated per replicate.
+
+This is the training step of `loop.train` with the `standard` strategy (pruned weights held at zero),
+without files: use it to train dense networks or fixed tickets of many replicates quickly, e.g. from
+Python for sweeps over seeds. `tests/test_stacked.py` checks it against K separate `loop.train` runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from open_lth_concave.foundations.hparams import TrainingHparams
+from open_lth_concave.foundations.step import Step
+from open_lth_concave.platform import Platform
+from open_lth_concave.pruning.mask import Mask
+from open_lth_concave.training.optimizers import lr_factor_fn, optimizer_for_groups, set_lr
+
+
+@dataclass
+class StackedResult:
+    models: list[nn.Module]          # the trained replicates, as ordinary modules on the CPU
+    test_accuracy: list[float]
+    test_loss: list[float]
+
+
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hparams: TrainingHparams,
+                  end_step: Step, platform: Optional[Platform] = None,
+                  masks: Optional[list[Mask]] = None) -> StackedResult:
+    """Train `models[k]` on `train_loaders[k]` (k = 0..K-1) from step 0 to `end_step`, all at once."""
+    if not models or len(models) != len(train_loaders) or (masks is not None and len(masks) != len(models)):
+        raise ValueError(f"need one train loader (and mask) per model: {len(models)} models, "
+                         f"{len(train_loaders)} loaders, {len(masks) if masks is not None else 'no'} masks")
+    ipe = {loader.iterations_per_epoch for loader in train_loaders}
+    if len(ipe) != 1:
+        raise ValueError(f"all replicates need the same iterations per epoch, got {sorted(ipe)}")
+    ipe = ipe.pop()
+    platform = platform or Platform()
+    device = platform.torch_device
+    models = [m.to(device) for m in models]
+    params, buffers = stack_module_state(models)      # {name: [K, ...]}
+    params = {n: nn.Parameter(p.detach()) for n, p in params.items()}
+    skeleton = copy.deepcopy(models[0]).to("meta")    # structure only; the numbers come from `params`
+    trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
+    stacked_masks = {}
+    if masks is not None:
+        for name in masks[0]:
+            m = torch.stack([mask[name] for mask in masks]).to(device, params[name].dtype)
+            if not bool(m.all()):
+                stacked_masks[name] = m
+    with torch.no_grad():
+        for name, m in stacked_masks.items():
+            params[name].mul_(m)
+
+    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(skeleton, (p, b), (x,))
+
+    forward = vmap(one)
+    evaluate = vmap(one, in_dims=(0, 0, None))
+    optimizer = optimizer_for_groups([{"params": [params[n] for n in params if n in trainable]}], hparams,
+                                     fused=platform.fused_optimizer)
+    for n in params:
+        params[n].requires_grad_(n in trainable)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    lr_factor = lr_factor_fn(hparams, ipe)
+    dtype = torch.bfloat16 if hparams.apex_fp16 else platform.autocast_dtype
+    k = len(models)
+
+    step = 0
+    skeleton.train()
+    while step < end_step.iteration:
+        epoch = step // ipe
+        streams = [loader.batches(epoch) for loader in train_loaders]
+        for batches in zip(*streams):
+            if step >= end_step.iteration:
+                break
+            x = torch.stack([b[0] for b in batches])
+            y = torch.stack([b[1] for b in batches])
+            set_lr(optimizer, base_lrs, lr_factor(step))
+            with _autocast(device, dtype):
+                logits = forward(params, buffers, x).float()
+            # sum over replicates of each one's mean loss: replicate k's gradient is its own loss's
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum") / y.shape[1]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if stacked_masks:
+                with torch.no_grad():
+                    torch._foreach_mul_([params[n] for n in stacked_masks], list(stacked_masks.values()))
+            step += 1
+
+    skeleton.eval()
+    correct = torch.zeros(k, device=device)
+    total_loss = torch.zeros(k, device=device)
+    n = 0
+    with torch.no_grad():
+        for x, y in test_loader.batches(0):
+            with _autocast(device, dtype):
+                logits = evaluate(params, buffers, x).float()            # [K, B, classes]
+            total_loss += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1)
+            correct += (logits.argmax(-1) == y).sum(1)
+            n += y.numel()
+    trained = []
+    for i, model in enumerate(models):
+        state = {name: t[i].detach().cpu().contiguous() for name, t in {**params, **buffers}.items()}
+        out = copy.deepcopy(model).cpu()
+        out.load_state_dict(state)
+        trained.append(out)
+    return StackedResult(trained, (correct / n).tolist(), (total_loss / n).tolist())
