@@ -32,6 +32,8 @@ FLAGS = {
     "--subsample_fraction": st.sampled_from(["0.5", "0", "2", "x"]),
     "--device": st.sampled_from(["cpu", "auto", "tpu", "cuda:7"]),
     "--precision": st.sampled_from(["fp32", "bf16", "fp8"]),
+    "--cpu_allocator": st.sampled_from(["tuned", "system", "jemalloc"]),
+    "--memory_format": st.sampled_from(["contiguous", "channels_last", "nhwc"]),
     "--regularization_lambda": st.sampled_from(["1e-6", "-1", "x"]),
     "--threshold": st.sampled_from(["0.05", "0", "1", "2"]),
     "--epsilon": st.sampled_from(["0.1", "0", "-0.5"]),
