@@ -63,3 +63,32 @@ def test_two_process_concave_search_matches_single_process(tmp_path):
     assert 0 < float(sum((v < 0.5).sum() for v in relaxed.values()))  # the search moved masks below alpha
     ma, mb = (Mask.load(r / "level_1" / "main" / "mask.pth") for r in (single, double))
     assert all(torch.equal(ma[k], mb[k]) for k in ma) and any(not bool(ma[k].all()) for k in ma)
+
+
+def test_sigterm_under_torchrun_stops_every_process_at_one_step_and_resumes(tmp_path):
+    """A cluster's SIGTERM reaches all processes at slightly different steps; they agree on one step,
+    save one checkpoint and exit; the restarted 2-process run ends where an uninterrupted one does."""
+    import signal
+    import time
+    extra = ["--training_steps=30ep", "--levels=0"]
+    env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path / "a"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "open_lth_concave", *ARGS, *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            start_new_session=True)
+    main, deadline = None, time.time() + 120
+    while time.time() < deadline and main is None:   # training under way: the first epoch checkpoint exists
+        found = list((tmp_path / "a").glob("lottery_*/replicate_1/level_0/main/checkpoint.pth"))
+        main = found[0].parent if found else None
+        time.sleep(0.05)
+    assert main is not None
+    os.killpg(proc.pid, signal.SIGTERM)               # the whole job, launcher and workers, as a scheduler does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "checkpoint saved" in err, err[-2000:]
+    assert (main / "checkpoint.pth").exists() and not (main / "model_ep30_it0.pth").exists()
+    resumed, _ = run(tmp_path / "a", 2, extra)
+    straight, _ = run(tmp_path / "b", 2, extra)
+    a = io.load_torch(resumed / "level_0" / "main" / "model_ep30_it0.pth")
+    b = io.load_torch(straight / "level_0" / "main" / "model_ep30_it0.pth")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k   # measured: bit-identical

@@ -80,6 +80,15 @@ def data_parallel(model: nn.Module, forward: Callable, extra: list[torch.Tensor]
                                                gradient_as_bucket_view=True)
 
 
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True on every process if `flag` is true on any (one small all-reduce; a host sync)."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def broadcast_buffers(module: torch.nn.Module) -> None:
     """Make batch-norm statistics (computed on each slice) those of rank 0 before they are used or saved."""
     if world_size() == 1:

@@ -32,6 +32,7 @@ from open_lth_concave.training.progress import Progress
 from open_lth_concave.training.strategy import Standard, TrainingStrategy
 
 StrategyFactory = Callable[[nn.Module, Mask], TrainingStrategy]
+STOP_POLL_STEPS = 20   # under torchrun: how often the processes agree on a stop signal (one host sync)
 
 
 class TrainingDiverged(RuntimeError):
@@ -202,6 +203,13 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
             logger.add(name, at.iteration, value)
         progress.evaluation(at, loss, acc, n)
 
+    def stop_requested(at: Step) -> bool:
+        """A signal arrived. Under torchrun the processes must stop at the same step (or their next
+        collective would hang), so they agree every STOP_POLL_STEPS steps instead of each on its own."""
+        if world == 1:
+            return stop["stop"]
+        return at.iteration % STOP_POLL_STEPS == 0 and distributed.any_process(stop["stop"], device)
+
     def should_evaluate(at: Step) -> bool:
         if job.evaluate_only_at_end:
             return at == job.start_step or at == job.end_step
@@ -220,7 +228,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
             if should_evaluate(step) and not evaluated(step):
                 evaluate_now(step)
             for x, y in job.train_loader.batches(step.ep, step.it):
-                if stop["stop"]:
+                if stop_requested(step):
                     save_checkpoint(step)
                     raise Interrupted(f"{job.label}: stopped by a signal at step {step}; checkpoint saved, run again to resume")
                 set_lr(optimizer, base_lrs, lr_factor(step.iteration))
