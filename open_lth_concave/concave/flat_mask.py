@@ -56,7 +56,9 @@ class _MaskedWeights(torch.autograd.Function):
     def forward(ctx, flat: torch.Tensor, layout: "FlatLayout", *weights: torch.Tensor):
         ctx.save_for_backward(flat, *weights)
         ctx.layout = layout
-        return tuple(torch._foreach_mul(list(weights), layout.views(flat)))
+        # Outputs and weight gradients keep each weight's own memory layout (channels_last convs):
+        # a gradient laid out otherwise costs an extra copy when it is accumulated (and DDP warns).
+        return tuple(torch.mul(w, m, out=torch.empty_like(w)) for w, m in zip(weights, layout.views(flat)))
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
@@ -68,7 +70,8 @@ class _MaskedWeights(torch.autograd.Function):
                 torch.mul(g, w, out=out)
         grad_weights: list = [None] * len(weights)
         if any(ctx.needs_input_grad[2:]):
-            grad_weights = list(torch._foreach_mul(list(grads), ctx.layout.views(flat)))
+            grad_weights = [torch.mul(g, m, out=torch.empty_like(w))
+                            for g, m, w in zip(grads, ctx.layout.views(flat), weights)]
         return (grad_flat, None, *grad_weights)
 
 

@@ -9,6 +9,7 @@ and every write ends with a barrier so no process reads a file before it exists.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Callable
 
@@ -76,8 +77,11 @@ def data_parallel(model: nn.Module, forward: Callable, extra: list[torch.Tensor]
     device_ids = [device] if device.type == "cuda" else None
     # Buffers (batch-norm statistics) stay per process; `broadcast_buffers` below makes them rank 0's
     # where they are used or saved, as before.
-    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False,
-                                               gradient_as_bucket_view=True)
+    ddp = nn.parallel.DistributedDataParallel
+    no_buffer_sync = ({"forward_sync_buffers": False}   # the name since torch 2.12
+                      if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+                      else {"broadcast_buffers": False})
+    return ddp(module, device_ids=device_ids, gradient_as_bucket_view=True, **no_buffer_sync)
 
 
 def any_process(flag: bool, device: torch.device) -> bool:
