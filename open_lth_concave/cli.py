@@ -185,18 +185,34 @@ def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
 @subcommand("train", "Train a dense network.")
 def cmd_train(argv: list[str]) -> int:
     from open_lth_concave.training.runner import TrainingRunner
-    parser, info = build_parser("train", argv)
+    parser, info = build_parser("train", argv, extra=_add_together_flag)
     args = parser.parse_args(argv)
     desc = desc_from_args("train", args, info)
     _check_model_and_dataset(desc)
+    if args.replicates_together < 1 or args.replicates_together > 1024:
+        raise HparamError(f"invalid --replicates_together {args.replicates_together}: must be an integer in 1..1024")
     root, platform = job_common(args)
-    runner = TrainingRunner(desc, root, args.replicate, platform, args.quiet, args.evaluate_only_at_end)
+    replicates = list(range(args.replicate, args.replicate + args.replicates_together))
+    runners = [TrainingRunner(desc, root, r, platform, args.quiet, args.evaluate_only_at_end) for r in replicates]
     if args.display_output_location:
-        print(runner.output_dir)
+        for runner in runners:
+            print(runner.output_dir)
         return 0
-    metrics = runner.run()
-    print(f"Final test accuracy {100 * metrics['test_accuracy']:.2f}%")
+    if len(replicates) == 1:
+        metrics = runners[0].run()
+        print(f"Final test accuracy {100 * metrics['test_accuracy']:.2f}%")
+        return 0
+    from open_lth_concave.training.runner import train_replicates_together
+    for replicate, metrics in train_replicates_together(desc, root, replicates, platform, args.quiet).items():
+        print(f"Replicate {replicate}: final test accuracy {100 * metrics['test_accuracy']:.2f}%")
     return 0
+
+
+def _add_together_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replicates_together", type=int, default=1,
+                        help="Train this many replicates (from --replicate on) at once in one process, parameters "
+                             "stacked with torch.func.vmap; standard strategy only; each lands in its own "
+                             "replicate folder. (default: 1)")
 
 
 def make_lottery_runner(argv: list[str]):

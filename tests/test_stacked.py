@@ -74,3 +74,83 @@ def test_bad_arguments_are_clear():
     data, models = _setup("mnist_lenet_30_20", [1, 2], training)
     with pytest.raises(ValueError, match="one train loader"):
         train_stacked(models, [data[0].train], data[0].test, training, Step(1, 1), PLATFORM)
+
+
+def test_cli_replicates_together_writes_each_replicate_where_a_separate_run_would(tmp_path, capsys):
+    from open_lth_concave import cli
+    from open_lth_concave.foundations import io
+    common = ["train", "--default_hparams=digits_lenet_300_100", "--training_steps=2ep", "--quiet", "--precision=fp32"]
+    assert cli.main(common + ["--replicates_together=3", "--replicate=2", "--root", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("Replicate")] == \
+        ["Replicate 2", "Replicate 3", "Replicate 4"]
+    mains = {r: next((tmp_path / "a").glob(f"train_*/replicate_{r}/main")) for r in (2, 3, 4)}
+    finished = {r: (m / "model_ep2_it0.pth").stat().st_mtime_ns for r, m in mains.items()}
+    assert not list((tmp_path / "a").rglob("stacked_checkpoint_*.pth"))   # removed once finished
+    # a later ordinary run of replicate 3 finds it finished and does not train again
+    assert cli.main(common + ["--replicate=3", "--root", str(tmp_path / "a")]) == 0
+    assert (mains[3] / "model_ep2_it0.pth").stat().st_mtime_ns == finished[3]
+    # each equals the separately trained replicate (fp32; float rounding only)
+    for r in (2, 4):
+        assert cli.main(common + [f"--replicate={r}", "--root", str(tmp_path / "b")]) == 0
+        sep = next((tmp_path / "b").glob(f"train_*/replicate_{r}/main"))
+        a, b = io.load_torch(mains[r] / "model_ep2_it0.pth"), io.load_torch(sep / "model_ep2_it0.pth")
+        for k in b:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-4)
+        assert torch.equal(io.load_torch(mains[r] / "model_ep0_it0.pth")["fc.weight"],
+                           io.load_torch(sep / "model_ep0_it0.pth")["fc.weight"])
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--replicates_together=0"], "invalid --replicates_together 0"),
+    (["--replicates_together=2", "--training_strategy=soft_mask"], "standard strategy only"),
+])
+def test_cli_replicates_together_bad_input(tmp_path, capsys, flags, message):
+    from open_lth_concave import cli
+    code = cli.main(["train", "--default_hparams=digits_lenet_300_100", "--root", str(tmp_path), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+class _Interrupt(RuntimeError):
+    pass
+
+
+class _StopAfter:
+    """A loader that raises after `n` batches in total: a crash in the middle of an epoch."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.count = inner, n, 0
+        self.iterations_per_epoch = inner.iterations_per_epoch
+
+    def batches(self, epoch, start_iteration=0):
+        for batch in self.inner.batches(epoch, start_iteration):
+            if self.count == self.n:
+                raise _Interrupt()
+            self.count += 1
+            yield batch
+
+
+def test_interrupted_stacked_run_resumes_from_its_epoch_checkpoint(tmp_path):
+    training = TrainingHparams(optimizer_name="sgd", lr=0.1, momentum=0.9, training_steps="3ep")
+    data, models = _setup("mnist_lenet_30_20", [1, 2], training)
+    ipe = data[0].iterations_per_epoch
+    end = Step.from_str("3ep", ipe)
+    initial = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    checkpoint = tmp_path / "stacked.pth"
+    loaders = [_StopAfter(data[0].train, ipe + ipe // 2), data[1].train]   # crash mid-way through epoch 2
+    with pytest.raises(_Interrupt):
+        train_stacked(models, loaders, data[0].test, training, end, PLATFORM, checkpoint=checkpoint)
+    assert checkpoint.exists()
+    for m, state in zip(models, initial):   # a restarted process starts from fresh models
+        m.load_state_dict(state)
+    resumed = train_stacked(models, [d.train for d in data], data[0].test, training, end, PLATFORM,
+                            checkpoint=checkpoint)
+    assert not checkpoint.exists()
+    for m, state in zip(models, initial):
+        m.load_state_dict(state)
+    straight = train_stacked(models, [d.train for d in data], data[0].test, training, end, PLATFORM)
+    for a, b in zip(resumed.models, straight.models):
+        for k, v in b.state_dict().items():
+            assert torch.equal(a.state_dict()[k], v), k

@@ -47,3 +47,57 @@ class TrainingRunner:
         with ExperimentLock(self.output_dir.parent):
             loop.train(job)
         return loop.load_final_metrics(self.output_dir)
+
+
+def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[int], platform: Platform,
+                              quiet: bool = False) -> dict[int, dict]:
+    """`open_lth train --replicates_together K`: replicates trained at once (`training/stacked.py`),
+    each written to its own `replicate_N/main` exactly where a separate run would write it, so later
+    commands find it finished. Finished replicates are skipped; an interrupted call resumes from the
+    stacked checkpoint of the last epoch boundary."""
+    from contextlib import ExitStack
+
+    from open_lth_concave.foundations import distributed
+    from open_lth_concave.foundations.hparams import HparamError
+    from open_lth_concave.training.metric_logger import MetricLogger
+    from open_lth_concave.training.stacked import train_stacked
+
+    if desc.training_hparams.training_strategy != "standard":
+        raise HparamError(f"--replicates_together trains with the standard strategy only, not "
+                          f"--training_strategy={desc.training_hparams.training_strategy}")
+    if distributed.world_size() > 1:
+        raise HparamError("--replicates_together runs in one process; do not launch it with torchrun")
+    runners = [TrainingRunner(desc, root, r, platform, quiet, True) for r in replicates]
+    data = {r.replicate: make_data(desc.dataset_hparams, desc.training_hparams, r.replicate, platform) for r in runners}
+    end = Step.from_str(desc.training_hparams.training_steps, data[replicates[0]].iterations_per_epoch)
+    todo = [r for r in runners if not loop.is_finished(r.output_dir, end)]
+    if not quiet:
+        print(banner(f"Training Experiment (Replicates {replicates[0]}-{replicates[-1]} together)", desc.display(),
+                     runners[0].output_dir.parent.parent, platform, desc.training_hparams), flush=True)
+    with ExitStack() as stack:
+        for r in todo:
+            r.output_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(ExperimentLock(r.output_dir.parent))
+        todo = [r for r in todo if not loop.is_finished(r.output_dir, end)]   # another process may have finished some
+        if todo:
+            io.save_json(desc.to_dict(), todo[0].output_dir.parent.parent / "hparams.json")
+            models = []
+            for r in todo:
+                io.save_text(desc.display() + "\n", r.output_dir / "hparams.log")
+                model = make_model(desc.model_hparams, data[r.replicate].spec, r.replicate)
+                io.save_torch({k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                              loop.model_path(r.output_dir, Step.zero(end.iterations_per_epoch)))
+                models.append(model)
+            names = "_".join(str(r.replicate) for r in todo)
+            checkpoint = todo[0].output_dir / f"stacked_checkpoint_{names}.pth"
+            result = train_stacked(models, [data[r.replicate].train for r in todo], data[todo[0].replicate].test,
+                                   desc.training_hparams, end, platform, checkpoint=checkpoint)
+            for r, model, acc, loss in zip(todo, result.models, result.test_accuracy, result.test_loss):
+                logger = MetricLogger()
+                logger.add("test_loss", end.iteration, loss)
+                logger.add("test_accuracy", end.iteration, acc)
+                logger.add("test_examples", end.iteration, data[r.replicate].test.num_examples)
+                logger.save(r.output_dir / "logger")
+                io.save_json({"trained_together_with": [t.replicate for t in todo]}, r.output_dir / "stacked.json")
+                io.save_torch(model.state_dict(), loop.model_path(r.output_dir, end))   # last: marks it finished
+    return {r.replicate: loop.load_final_metrics(r.output_dir) for r in runners}

@@ -7,15 +7,18 @@ own data order and augmentation (its own loader) and its own mask; SGD and Adam 
 one optimizer over the stacked tensors is exactly K independent optimizers. Batch-norm statistics
 are stacked buffers, updated per replicate.
 
-This is the training step of `loop.train` with the `standard` strategy (pruned weights held at zero),
-without files: use it to train dense networks or fixed tickets of many replicates quickly, e.g. from
-Python for sweeps over seeds. `tests/test_stacked.py` checks it against K separate `loop.train` runs.
+This is the training step of `loop.train` with the `standard` strategy (pruned weights held at zero).
+`open_lth train --replicates_together K` uses it (see `training/runner.py`), and it can be called from
+Python for sweeps over seeds. With `checkpoint`, the stacked state is saved at each epoch boundary and
+an interrupted call resumes from it. `tests/test_stacked.py` checks it against K separate
+`loop.train` runs and an interrupted call against an uninterrupted one.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.platform import Platform
@@ -43,7 +47,7 @@ def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hparams: TrainingHparams,
                   end_step: Step, platform: Optional[Platform] = None,
-                  masks: Optional[list[Mask]] = None) -> StackedResult:
+                  masks: Optional[list[Mask]] = None, checkpoint: Optional[Path] = None) -> StackedResult:
     """Train `models[k]` on `train_loaders[k]` (k = 0..K-1) from step 0 to `end_step`, all at once."""
     if not models or len(models) != len(train_loaders) or (masks is not None and len(masks) != len(models)):
         raise ValueError(f"need one train loader (and mask) per model: {len(models)} models, "
@@ -83,10 +87,14 @@ def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hpa
     dtype = torch.bfloat16 if hparams.apex_fp16 else platform.autocast_dtype
     k = len(models)
 
-    step = 0
+    step = _resume(checkpoint, params, buffers, optimizer, device)
     skeleton.train()
     while step < end_step.iteration:
         epoch = step // ipe
+        if checkpoint is not None and step > 0:
+            io.save_torch({"params": {n: t.detach().cpu() for n, t in params.items()},
+                           "buffers": {n: t.cpu() for n, t in buffers.items()},
+                           "optimizer": optimizer.state_dict(), "iteration": step}, checkpoint)
         streams = [loader.batches(epoch) for loader in train_loaders]
         for batches in zip(*streams):
             if step >= end_step.iteration:
@@ -117,6 +125,8 @@ def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hpa
             total_loss += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1)
             correct += (logits.argmax(-1) == y).sum(1)
             n += y.numel()
+    if checkpoint is not None:
+        io.remove(checkpoint)
     trained = []
     for i, model in enumerate(models):
         state = {name: t[i].detach().cpu().contiguous() for name, t in {**params, **buffers}.items()}
@@ -124,3 +134,27 @@ def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hpa
         out.load_state_dict(state)
         trained.append(out)
     return StackedResult(trained, (correct / n).tolist(), (total_loss / n).tolist())
+
+
+def _resume(checkpoint: Optional[Path], params: dict, buffers: dict, optimizer, device: torch.device) -> int:
+    """Load the stacked state saved at an epoch boundary; the step to continue from (0: fresh start)."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return 0
+    try:
+        state = io.load_torch(checkpoint, map_location=device)
+        shapes_ok = (isinstance(state, dict) and set(state.get("params", {})) == set(params)
+                     and all(state["params"][n].shape == params[n].shape for n in params)
+                     and set(state.get("buffers", {})) == set(buffers))
+        if not shapes_ok:
+            raise io.CorruptFileError(f"cannot read {checkpoint}: not a checkpoint of these stacked models")
+    except io.CorruptFileError as e:
+        print(f"warning: {e}; starting the stacked run from its start", flush=True)
+        io.remove(checkpoint)
+        return 0
+    with torch.no_grad():
+        for n, t in params.items():
+            t.copy_(state["params"][n])
+        for n, t in buffers.items():
+            t.copy_(state["buffers"][n])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["iteration"])
