@@ -39,3 +39,21 @@ def test_allocator_switch_applies_on_linux():
 def test_bad_allocator_value_is_a_clear_error():
     with pytest.raises(HparamError, match="cpu_allocator"):
         Platform.from_dict({"cpu_allocator": "jemalloc"})
+
+
+def test_compiled_soft_mask_search_on_cpu_matches_eager(tmp_path):
+    """--compile (inductor on CPU here, the same path CUDA takes) runs the soft-mask search end to end."""
+    import json
+
+    from open_lth_concave import cli
+    levels = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        root = tmp_path / name
+        assert cli.main(["lottery", "--default_hparams=digits_lenet_300_100", "--levels=1", "--training_steps=1ep",
+                         "--pruning_strategy=concave_log", "--quiet", "--root", str(root), *extra]) == 0
+        (rep,) = list(root.glob("lottery_*/replicate_1"))
+        levels[name] = json.loads((rep / "report.json").read_text())["levels"]
+    eager, compiled = levels["eager"][1], levels["compiled"][1]
+    assert compiled["remaining"] < 1.0
+    assert abs(compiled["remaining"] - eager["remaining"]) < 0.01
+    assert abs(compiled["test_accuracy"] - eager["test_accuracy"]) < 0.02
