@@ -293,3 +293,65 @@ def test_soft_mask_step_gradients_equal_autograd_of_the_objective():
     assert bool((fast_mask_grad[s.alive == 0] == 0).all()) and bool((s.alive == 0).any())
     for n, p in model.named_parameters():
         torch.testing.assert_close(fast_weight_grads[n], p.grad)
+
+
+def _small_resnet(channels_last: bool):
+    from open_lth_concave.foundations.hparams import ModelHparams
+    from open_lth_concave.models import get_model
+    model = get_model(ModelHparams(model_name="cifar_resnet_8", model_init="kaiming_normal", batchnorm_init="uniform"),
+                      (3, 8, 8), 10, torch.Generator().manual_seed(0))
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def test_flat_mask_follows_channels_last_weights_and_state_moves_between_layouts():
+    """With channels_last conv weights every per-layer view has its weight's strides (so the step is
+    one _foreach call with no re-layout); what leaves the strategy is in standard order either way."""
+    cl, plain = _small_resnet(True), _small_resnet(False)
+    mask = Mask.ones_like(plain)
+    conv = next(n for n in mask if mask[n].dim() == 4)
+    mask[conv] = (torch.rand(mask[conv].shape, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    values = {n: torch.rand(mask[n].shape, generator=torch.Generator().manual_seed(i)) * mask[n]
+              for i, n in enumerate(mask) if n != "fc.weight"}
+    hp = SoftMaskHparams(pruning_layers_to_ignore="fc.weight")
+    s_cl, s_plain = SoftMask(cl, mask, hp, initial_mask=values), SoftMask(plain, mask, hp, initial_mask=values)
+    assert not s_cl.layout.standard_order and s_plain.layout.standard_order
+    params = dict(cl.named_parameters())
+    for name, view in zip(s_cl.layout.names, s_cl.layout.views(s_cl.variable)):
+        assert view.stride() == params[name].stride(), name   # exactly, as DDP's buckets want
+    for a, b in ((s_cl.relaxed_mask(), s_plain.relaxed_mask()), (s_cl.relaxed_mask(), values)):
+        assert all(torch.equal(a[n], b[n]) and a[n].is_contiguous() for n in b)
+    # a checkpoint written by one layout resumes in the other, per layer
+    s_plain.load_state_dict(s_cl.state_dict())
+    assert all(torch.equal(s_plain.relaxed_mask()[n], values[n]) for n in values)
+    # and an older checkpoint (one flat tensor in standard order) still loads
+    s_cl.load_state_dict({"relaxed_mask": torch.cat([values[n].reshape(-1) for n in s_cl.layout.names])})
+    assert all(torch.equal(s_cl.relaxed_mask()[n], values[n]) for n in values)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_soft_mask_gradients_equal_autograd(channels_last):
+    model = _small_resnet(channels_last)
+    s = SoftMask(model, Mask.ones_like(model), SoftMaskHparams(regularization_lambda=1e-2,
+                                                               pruning_layers_to_ignore="fc.weight"))
+    with torch.no_grad():
+        s.variable.copy_(torch.rand(s.variable.shape, generator=torch.Generator().manual_seed(4)))
+    x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    y = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(6))
+    torch.nn.functional.cross_entropy(s.forward(x), y).backward()
+    s.before_step()
+    fast = s.layout.to_dict(s.variable.grad)
+    params = dict(model.named_parameters())
+    for n in s.layout.names:   # weight gradients keep the weights' layout (no copy on accumulation)
+        assert params[n].grad.stride() == params[n].stride(), n
+    fast_weights = {n: p.grad.clone() for n, p in params.items()}
+    m = {n: v.clone().requires_grad_(True) for n, v in s.relaxed_mask().items()}
+    for p in model.parameters():
+        p.grad = None
+    masked = {n: params[n] * m[n] for n in s.layout.names}
+    loss = torch.nn.functional.cross_entropy(torch.func.functional_call(model, masked, (x,)), y)
+    (loss + 1e-2 * sum(s.regularizer.value(v).sum() for v in m.values())).backward()
+    for n in s.layout.names:
+        torch.testing.assert_close(fast[n], m[n].grad, rtol=1e-4, atol=1e-6)
+    for n, p in params.items():
+        torch.testing.assert_close(fast_weights[n], p.grad, rtol=1e-4, atol=1e-6)

@@ -23,26 +23,76 @@ from open_lth_concave.training.strategy import TrainingStrategy
 
 
 class FlatLayout:
-    """Where each layer's entries live inside the flat tensor."""
+    """Where each layer's entries live inside the flat tensor.
 
-    def __init__(self, names: list[str], shapes: list[torch.Size]):
+    A layer's segment is stored in the same memory order as its weight (e.g. (O, H, W, I) for a
+    channels_last convolution weight (O, I, H, W)) and viewed with the weight's own strides, so every
+    per-layer view has its weight's layout. Then m * theta, its gradients and the mask gradient are
+    single `_foreach` calls over all layers with no re-layout copies, and each gradient has exactly
+    its parameter's strides (as DistributedDataParallel's buckets expect). Everything that leaves this
+    class (`to_dict`, state dicts) is per layer in standard order; `flatten` goes back.
+    """
+
+    def __init__(self, names: list[str], shapes: list[torch.Size], strides: Optional[list[tuple]] = None):
         self.names = names
-        self.shapes = shapes
-        self.sizes = [int(torch.Size(s).numel()) for s in shapes]
+        self.shapes = [torch.Size(s) for s in shapes]
+        self.sizes = [int(s.numel()) for s in self.shapes]
+        self.strides = [tuple(st) if st is not None and _dense(sh, st) else _contiguous_strides(sh)
+                        for sh, st in zip(self.shapes, strides or [None] * len(names))]
+
+    @classmethod
+    def of(cls, params: dict[str, torch.Tensor], names: list[str]) -> "FlatLayout":
+        return cls(names, [params[n].shape for n in names], [params[n].stride() for n in names])
 
     @property
     def numel(self) -> int:
         return sum(self.sizes)
 
+    @property
+    def standard_order(self) -> bool:
+        return all(st == _contiguous_strides(sh) for sh, st in zip(self.shapes, self.strides))
+
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """Per-layer views of `flat` (no copy; gradients flow back to `flat`)."""
-        return [chunk.view(shape) for chunk, shape in zip(torch.split(flat, self.sizes), self.shapes)]
+        """Per-layer views of `flat` with their weights' strides (no copy)."""
+        chunks = torch.split(flat, self.sizes)
+        if self.standard_order:
+            return [c.view(sh) for c, sh in zip(chunks, self.shapes)]
+        return [c.as_strided(sh, st) for c, sh, st in zip(chunks, self.shapes, self.strides)]
 
     def to_dict(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {n: v.detach().cpu().clone() for n, v in zip(self.names, self.views(flat))}
+        """Per-layer CPU copies in standard (contiguous) order."""
+        return {n: v.detach().cpu().contiguous().clone() for n, v in zip(self.names, self.views(flat))}
 
     def flatten(self, per_layer: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([per_layer[n].detach().reshape(-1).float().cpu() for n in self.names])
+        """The flat tensor (CPU, float32) holding these per-layer values in this layout's order."""
+        flat = torch.empty(self.numel)
+        for view, n in zip(self.views(flat), self.names):
+            view.copy_(per_layer[n].detach().float().cpu())
+        return flat
+
+    def from_standard_flat(self, flat: torch.Tensor) -> torch.Tensor:
+        """A flat tensor written in standard per-layer order (older checkpoints) in this layout's order."""
+        chunks = torch.split(flat.detach().float().cpu(), self.sizes)
+        return self.flatten({n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes)})
+
+
+def _contiguous_strides(shape: torch.Size) -> tuple:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def _dense(shape: torch.Size, strides) -> bool:
+    """True when `strides` lay `shape` out densely without overlap (a permutation of a contiguous layout)."""
+    dims = sorted(((st, n) for st, n in zip(strides, shape) if n > 1))
+    expected = 1
+    for st, n in dims:
+        if st != expected:
+            return False
+        expected *= n
+    return True
 
 
 class _MaskedWeights(torch.autograd.Function):
@@ -56,23 +106,39 @@ class _MaskedWeights(torch.autograd.Function):
     def forward(ctx, flat: torch.Tensor, layout: "FlatLayout", *weights: torch.Tensor):
         ctx.save_for_backward(flat, *weights)
         ctx.layout = layout
-        # Outputs and weight gradients keep each weight's own memory layout (channels_last convs):
-        # a gradient laid out otherwise costs an extra copy when it is accumulated (and DDP warns).
-        return tuple(torch.mul(w, m, out=torch.empty_like(w)) for w, m in zip(weights, layout.views(flat)))
+        # The views share their weights' strides (see FlatLayout), so products and gradients keep
+        # each weight's memory layout: no re-layout copy when a gradient is accumulated.
+        return tuple(torch._foreach_mul(list(weights), layout.views(flat)))
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
         flat, *weights = ctx.saved_tensors
         grad_flat = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0]:   # d/dm = g * theta, written straight into one flat tensor
             grad_flat = torch.empty_like(flat)
-            for g, w, out in zip(grads, weights, ctx.layout.views(grad_flat)):
-                torch.mul(g, w, out=out)
+            views = ctx.layout.views(grad_flat)
+            torch._foreach_copy_(views, list(grads))
+            torch._foreach_mul_(views, list(weights))
         grad_weights: list = [None] * len(weights)
         if any(ctx.needs_input_grad[2:]):
-            grad_weights = [torch.mul(g, m, out=torch.empty_like(w))
-                            for g, m, w in zip(grads, ctx.layout.views(flat), weights)]
+            products = torch._foreach_mul(list(grads), ctx.layout.views(flat))
+            grad_weights = [_with_strides_of(g, w) for g, w in zip(products, weights)]
         return (grad_flat, None, *grad_weights)
+
+
+def _with_strides_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` with exactly `like`'s strides. Elementwise results normalize the strides of size-1
+    dimensions (a 1x1 channels_last conv weight), which DDP's gradient buckets reject; re-striding
+    those is free, since the memory order is the same."""
+    if t.stride() == like.stride():
+        return t
+    if _order(t) == _order(like):
+        return t.as_strided(like.shape, like.stride())
+    return torch.empty_strided(like.shape, like.stride(), dtype=t.dtype, device=t.device).copy_(t)
+
+
+def _order(t: torch.Tensor) -> list:
+    return [st for st, n in zip(t.stride(), t.shape) if n > 1]
 
 
 class FlatMaskStrategy(TrainingStrategy):
@@ -89,11 +155,11 @@ class FlatMaskStrategy(TrainingStrategy):
         ignore = layers_to_ignore(getattr(self.hparams, "pruning_layers_to_ignore", None))
         params = dict(model.named_parameters())
         names = [n for n in mask if n not in ignore]
-        self.layout = FlatLayout(names, [params[n].shape for n in names])
+        self.layout = FlatLayout.of(params, names)
         self._weights = [params[n] for n in names]
         device = self._weights[0].device if self._weights else torch.device("cpu")
         dtype = self._weights[0].dtype if self._weights else torch.float32
-        alive = torch.cat([mask[n].reshape(-1) for n in names]) if names else torch.zeros(0)
+        alive = self.layout.flatten({n: mask[n] for n in names}) if names else torch.zeros(0)
         self.alive = alive.to(device, dtype)
         self.any_pruned = bool((alive == 0).any())   # else the alive multiplications are skipped
         start = (self.layout.flatten(initial_variable) if initial_variable is not None
@@ -150,8 +216,11 @@ class FlatMaskStrategy(TrainingStrategy):
             torch._foreach_mul_(self._pruned_weights, self._pruned_masks)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"variable": self.variable.detach().cpu().clone()}
+        return {"variable": self.layout.to_dict(self.variable)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Per-layer values (or, from older checkpoints, one flat tensor in standard order)."""
+        value = state["variable"]
+        flat = self.layout.flatten(value) if isinstance(value, dict) else self.layout.from_standard_flat(value)
         with torch.no_grad():
-            self.variable.copy_(state["variable"].to(self.variable.device, self.variable.dtype))
+            self.variable.copy_(flat.to(self.variable.device, self.variable.dtype))

@@ -86,7 +86,7 @@ class SigmoidMask(FlatMaskStrategy):
                 "mask_above_threshold": float(((m >= self.hparams.threshold) * self.alive).sum() / n)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scores": self.variable.detach().cpu().clone(), "beta": self.beta}
+        return {"scores": self.layout.to_dict(self.variable), "beta": self.beta}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict({"variable": state["scores"]})

@@ -89,7 +89,7 @@ class SoftMask(FlatMaskStrategy):
                 "mask_above_threshold": float(((m >= self.hparams.threshold) * alive).sum() / n)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"relaxed_mask": self.variable.detach().cpu().clone()}
+        return {"relaxed_mask": self.layout.to_dict(self.variable)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict({"variable": state["relaxed_mask"]})
