@@ -110,8 +110,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} intra-op thread(s), batch 128, median of {args.steps} steps, "
           f"best of {args.repeats} fresh processes; CPU memory = ru_maxrss growth after imports, "
           "CUDA memory = max_memory_allocated")
-    print(f"| model | device (platform) | standard ms/step | soft_mask ms/step | time ratio | standard peak MiB | "
-          f"soft_mask peak MiB | memory ratio |")
+    print("| model | device (platform) | standard ms/step | soft_mask ms/step | time ratio | standard peak MiB | "
+          "soft_mask peak MiB | memory ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for device in devices:
         for case in CASES:

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 import open_lth_concave.concave  # noqa: F401  (registers the plug-in)
 from open_lth_concave.concave.sigmoid_mask import SigmoidMask, SigmoidMaskHparams
 from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
-from open_lth_concave.concave.strategies import concave_strategy
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import DatasetHparams, TrainingHparams
 from open_lth_concave.foundations.step import Step

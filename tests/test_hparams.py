@@ -1,11 +1,9 @@
 import argparse
-import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
 
 import pytest
 
-from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, Hparams, ModelHparams,
+from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, ModelHparams,
                                                   TrainingHparams, hp)
 from open_lth_concave.lottery.desc import LotteryDesc, TrainingDesc, hash_of
 from open_lth_concave.pruning.sparse_global import SparseGlobalHparams

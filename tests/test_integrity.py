@@ -1,5 +1,4 @@
 """Damaged files are detected, named, and recomputed from the last good state; NaN stops the run."""
-import json
 
 import pytest
 import torch

@@ -3,7 +3,6 @@ paper experiment it is, and writes no value its parent already has; the paper's 
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import pytest
 

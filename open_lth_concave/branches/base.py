@@ -11,7 +11,7 @@ import inspect
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, Optional
 
 from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.foundations.registry import Registry

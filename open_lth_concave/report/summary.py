@@ -6,10 +6,8 @@ mask-search and ticket-training times; then the per-layer sparsity of the last l
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.report import names
 from open_lth_concave.report.runs import Experiment, read_experiment

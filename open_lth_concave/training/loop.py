@@ -77,7 +77,7 @@ def evaluate(forward: Callable, loader, platform: Platform,
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     for x, y in loader.batches(0):
-        with _autocast(device, autocast_dtype):
+        with autocast_context(device, autocast_dtype):
             logits = forward(x)
         total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -85,7 +85,8 @@ def evaluate(forward: Callable, loader, platform: Platform,
     return (total_loss / max(n, 1)).item(), correct.item() / max(n, 1), n
 
 
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
+    """torch.autocast for `dtype`, or nothing (fp32)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
@@ -232,7 +233,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                     save_checkpoint(step)
                     raise Interrupted(f"{job.label}: stopped by a signal at step {step}; checkpoint saved, run again to resume")
                 set_lr(optimizer, base_lrs, lr_factor(step.iteration))
-                with _autocast(device, precision):
+                with autocast_context(device, precision):
                     if world == 1:
                         loss = F.cross_entropy(train_forward(x).float(), y)
                     else:  # scaled so that DDP's average over processes is the exact global-batch mean

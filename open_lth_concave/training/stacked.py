@@ -15,7 +15,6 @@ an interrupted call resumes from it. `tests/test_stacked.py` checks it against K
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.platform import Platform
 from open_lth_concave.pruning.mask import Mask
+from open_lth_concave.training.loop import autocast_context, autocast_dtype
 from open_lth_concave.training.optimizers import lr_factor_fn, optimizer_for_groups, set_lr
 
 
@@ -39,10 +39,6 @@ class StackedResult:
     models: list[nn.Module]          # the trained replicates, as ordinary modules on the CPU
     test_accuracy: list[float]
     test_loss: list[float]
-
-
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hparams: TrainingHparams,
@@ -84,7 +80,7 @@ def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hpa
         params[n].requires_grad_(n in trainable)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     lr_factor = lr_factor_fn(hparams, ipe)
-    dtype = torch.bfloat16 if hparams.apex_fp16 else platform.autocast_dtype
+    dtype = autocast_dtype(platform, hparams)
     k = len(models)
 
     step = _resume(checkpoint, params, buffers, optimizer, device)
@@ -102,7 +98,7 @@ def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hpa
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
             set_lr(optimizer, base_lrs, lr_factor(step))
-            with _autocast(device, dtype):
+            with autocast_context(device, dtype):
                 logits = forward(params, buffers, x).float()
             # sum over replicates of each one's mean loss: replicate k's gradient is its own loss's
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum") / y.shape[1]
@@ -120,7 +116,7 @@ def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hpa
     n = 0
     with torch.no_grad():
         for x, y in test_loader.batches(0):
-            with _autocast(device, dtype):
+            with autocast_context(device, dtype):
                 logits = evaluate(params, buffers, x).float()            # [K, B, classes]
             total_loss += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1)
             correct += (logits.argmax(-1) == y).sum(1)
