@@ -55,3 +55,31 @@ def test_compiled_soft_mask_search_on_cpu_matches_eager(tmp_path):
     assert compiled["remaining"] < 1.0
     assert abs(compiled["remaining"] - eager["remaining"]) < 0.01
     assert abs(compiled["test_accuracy"] - eager["test_accuracy"]) < 0.02
+
+
+def test_compiled_conv_soft_mask_step_matches_eager_with_channels_last():
+    """The CUDA default (channels_last conv weights) under --compile: the flat mask's per-layer views
+    must be ones torch.compile can trace (view + permute, not as_strided)."""
+    import torch.nn.functional as F
+
+    import open_lth_concave.concave  # noqa: F401
+    from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
+    from open_lth_concave.foundations.hparams import ModelHparams
+    from open_lth_concave.models import get_model
+    from open_lth_concave.pruning.mask import Mask
+
+    grads = {}
+    for compiled in (False, True):
+        model = get_model(ModelHparams(model_name="cifar_resnet_8", model_init="kaiming_normal",
+                                       batchnorm_init="uniform"), (3, 8, 8), 10, torch.Generator().manual_seed(0))
+        model = model.to(memory_format=torch.channels_last)
+        s = SoftMask(model, Mask.ones_like(model), SoftMaskHparams(pruning_layers_to_ignore="fc.weight"))
+        forward = torch.compile(s.forward) if compiled else s.forward
+        x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(2))
+        F.cross_entropy(forward(x), y).backward()
+        s.before_step()
+        grads[compiled] = (s.variable.grad.clone(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(grads[True][0], grads[False][0], rtol=1e-3, atol=1e-5)
+    for n, g in grads[False][1].items():
+        torch.testing.assert_close(grads[True][1][n], g, rtol=1e-3, atol=1e-5)

@@ -26,8 +26,8 @@ class FlatLayout:
     """Where each layer's entries live inside the flat tensor.
 
     A layer's segment is stored in the same memory order as its weight (e.g. (O, H, W, I) for a
-    channels_last convolution weight (O, I, H, W)) and viewed with the weight's own strides, so every
-    per-layer view has its weight's layout. Then m * theta, its gradients and the mask gradient are
+    channels_last convolution weight (O, I, H, W)) and viewed back with a permute, so every per-layer
+    view has its weight's layout. Then m * theta, its gradients and the mask gradient are
     single `_foreach` calls over all layers with no re-layout copies, and each gradient has exactly
     its parameter's strides (as DistributedDataParallel's buckets expect). Everything that leaves this
     class (`to_dict`, state dicts) is per layer in standard order; `flatten` goes back.
@@ -37,8 +37,10 @@ class FlatLayout:
         self.names = names
         self.shapes = [torch.Size(s) for s in shapes]
         self.sizes = [int(s.numel()) for s in self.shapes]
-        self.strides = [tuple(st) if st is not None and _dense(sh, st) else _contiguous_strides(sh)
-                        for sh, st in zip(self.shapes, strides or [None] * len(names))]
+        # each layer's dimensions in memory order (outermost first): views are view + permute, which
+        # torch.compile can trace through in-place updates (as_strided views it cannot)
+        self.orders = [_memory_order(st) if st is not None else tuple(range(len(sh)))
+                       for sh, st in zip(self.shapes, strides or [None] * len(names))]
 
     @classmethod
     def of(cls, params: dict[str, torch.Tensor], names: list[str]) -> "FlatLayout":
@@ -50,14 +52,17 @@ class FlatLayout:
 
     @property
     def standard_order(self) -> bool:
-        return all(st == _contiguous_strides(sh) for sh, st in zip(self.shapes, self.strides))
+        return all(order == tuple(range(len(order))) for order in self.orders)
 
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
-        """Per-layer views of `flat` with their weights' strides (no copy)."""
-        chunks = torch.split(flat, self.sizes)
-        if self.standard_order:
-            return [c.view(sh) for c, sh in zip(chunks, self.shapes)]
-        return [c.as_strided(sh, st) for c, sh, st in zip(chunks, self.shapes, self.strides)]
+        """Per-layer views of `flat` in their weights' memory order (no copy)."""
+        out = []
+        for chunk, shape, order in zip(torch.split(flat, self.sizes), self.shapes, self.orders):
+            if order == tuple(range(len(order))):
+                out.append(chunk.view(shape))
+            else:
+                out.append(chunk.view([shape[d] for d in order]).permute(_inverse(order)))
+        return out
 
     def to_dict(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-layer CPU copies in standard (contiguous) order."""
@@ -65,10 +70,8 @@ class FlatLayout:
 
     def flatten(self, per_layer: dict[str, torch.Tensor]) -> torch.Tensor:
         """The flat tensor (CPU, float32) holding these per-layer values in this layout's order."""
-        flat = torch.empty(self.numel)
-        for view, n in zip(self.views(flat), self.names):
-            view.copy_(per_layer[n].detach().float().cpu())
-        return flat
+        return torch.cat([per_layer[n].detach().float().cpu().permute(order).reshape(-1)
+                          for n, order in zip(self.names, self.orders)])
 
     def from_standard_flat(self, flat: torch.Tensor) -> torch.Tensor:
         """A flat tensor written in standard per-layer order (older checkpoints) in this layout's order."""
@@ -76,23 +79,16 @@ class FlatLayout:
         return self.flatten({n: c.view(s) for n, c, s in zip(self.names, chunks, self.shapes)})
 
 
-def _contiguous_strides(shape: torch.Size) -> tuple:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= max(n, 1)
-    return tuple(reversed(strides))
+def _memory_order(strides) -> tuple:
+    """Dimensions from outermost to innermost in memory (ties, from size-1 dimensions, keep their order)."""
+    return tuple(sorted(range(len(strides)), key=lambda d: -strides[d]))
 
 
-def _dense(shape: torch.Size, strides) -> bool:
-    """True when `strides` lay `shape` out densely without overlap (a permutation of a contiguous layout)."""
-    dims = sorted(((st, n) for st, n in zip(strides, shape) if n > 1))
-    expected = 1
-    for st, n in dims:
-        if st != expected:
-            return False
-        expected *= n
-    return True
+def _inverse(order: tuple) -> tuple:
+    inv = [0] * len(order)
+    for position, d in enumerate(order):
+        inv[d] = position
+    return tuple(inv)
 
 
 class _MaskedWeights(torch.autograd.Function):
