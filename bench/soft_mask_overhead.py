@@ -32,8 +32,6 @@ def rss_mib() -> float:
 
 def child(model_name: str, shape: tuple, ignore: str, strategy_name: str, device: str, steps: int,
           precision: str = "auto") -> dict:
-    import contextlib
-
     import torch
     import torch.nn.functional as F
     import open_lth_concave.concave  # noqa: F401
@@ -42,6 +40,7 @@ def child(model_name: str, shape: tuple, ignore: str, strategy_name: str, device
     from open_lth_concave.models import get_model
     from open_lth_concave.platform import Platform
     from open_lth_concave.pruning.mask import Mask
+    from open_lth_concave.training.loop import autocast_context, update
     from open_lth_concave.training.strategy import Standard
 
     platform = Platform(device=device, precision=precision)
@@ -59,8 +58,6 @@ def child(model_name: str, shape: tuple, ignore: str, strategy_name: str, device
     g = torch.Generator().manual_seed(0)
     x = torch.randn((128,) + shape, generator=g).to(device).contiguous(memory_format=memory_format)
     y = torch.randint(0, 10, (128,), generator=g).to(device)
-    dtype = platform.autocast_dtype
-    autocast = (lambda: torch.autocast(torch.device(device).type, dtype=dtype)) if dtype else contextlib.nullcontext
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -68,15 +65,9 @@ def child(model_name: str, shape: tuple, ignore: str, strategy_name: str, device
     for i in range(steps + 5):   # the training loop's step: forward, loss (+ penalty), backward, hooks, SGD
         sync()
         t = time.perf_counter()
-        with autocast():
+        with autocast_context(torch.device(device), platform.autocast_dtype):
             loss = F.cross_entropy(strategy.forward(x).float(), y)
-            penalty = strategy.penalty()
-            total = loss if penalty is None else loss + penalty
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        strategy.before_step()
-        optimizer.step()
-        strategy.after_step()
+        update(loss, strategy, optimizer)
         sync()
         if i >= 5:
             times.append(time.perf_counter() - t)

@@ -114,7 +114,7 @@ def test_cli_replicates_together_bad_input(tmp_path, capsys, flags, message):
 
 
 class _Interrupt(RuntimeError):
-    pass
+    """Stands for a crash of the process."""
 
 
 class _StopAfter:

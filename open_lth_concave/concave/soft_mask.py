@@ -61,10 +61,6 @@ class SoftMask(FlatMaskStrategy):
     def mask_values(self) -> torch.Tensor:
         return self.variable
 
-    def penalty_value(self) -> torch.Tensor:
-        """lambda * sum r(m); r(0) = 0 for every regularizer, so this sums over the survivors."""
-        return self.regularizer.total(self.variable.detach()) * self.lam
-
     @torch.no_grad()
     def before_step(self) -> None:
         if self.lam != 0:
@@ -75,9 +71,9 @@ class SoftMask(FlatMaskStrategy):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        self.variable.clamp_(0.0, 1.0)       # projection onto [0,1]
-        if self.any_pruned:
-            self.variable.mul_(self.alive)   # pruned entries: exactly 0 (their gradient is already 0)
+        # Projection onto [0,1]. Pruned entries start at 0 and get exactly zero gradient (before_step),
+        # so SGD (momentum, decay) leaves them at exactly 0: no re-masking pass needed here.
+        self.variable.clamp_(0.0, 1.0)
         super().after_step()
 
     @torch.no_grad()

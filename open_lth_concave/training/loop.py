@@ -239,13 +239,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                     else:  # scaled so that DDP's average over processes is the exact global-batch mean
                         loss = F.cross_entropy(train_forward(x).float(), y, reduction="sum") * \
                             (world / job.train_loader.examples_in_batch(step.it))
-                    penalty = strategy.penalty()   # the same on every process, so averaging keeps it whole
-                    total = loss if penalty is None else loss + penalty
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                strategy.before_step()
-                optimizer.step()
-                strategy.after_step()
+                update(loss, strategy, optimizer)
                 running_loss += loss.detach()
                 running_count += 1
                 step = Step(step.iteration + 1, ipe)
@@ -266,6 +260,18 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
     io.remove(checkpoint)
     return model, strategy
+
+
+def update(loss: torch.Tensor, strategy: TrainingStrategy, optimizer: torch.optim.Optimizer) -> None:
+    """The rest of a training step once the task loss is known: the strategy's penalty (the same on
+    every process, so DDP's averaging keeps it whole), backward, the strategy's hooks, the update."""
+    penalty = strategy.penalty()
+    total = loss if penalty is None else loss + penalty
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    strategy.before_step()
+    optimizer.step()
+    strategy.after_step()
 
 
 def warn(message: str) -> None:
