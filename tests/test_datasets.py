@@ -20,7 +20,7 @@ from open_lth_concave.datasets import DatasetMissingError, registry
 from open_lth_concave.datasets import cifar, digits, download, mnist, tiny_imagenet
 from open_lth_concave.foundations.io import CorruptFileError
 
-MNIST10K = Path("/work/shared/data/mnist10k")
+from conftest import MNIST_SHARED as MNIST10K  # the repository-relative ../shared copy
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,9 @@ from open_lth_concave.illustrate import IllustrationError, main, run_illustratio
 from open_lth_concave.illustrate import data
 from open_lth_concave.illustrate.experiment import METHODS
 
+from conftest import MNIST_SHARED as SHARED_MNIST  # the repository-relative ../shared copy
+
 LAMBDAS = [1e-4, 1e-2, 1e-1]
-SHARED_MNIST = Path("/work/shared/data/mnist10k")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
