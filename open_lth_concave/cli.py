@@ -144,14 +144,17 @@ def desc_from_args(command: str, args: argparse.Namespace, info: dict[str, Any])
     _strategy_pruning_cls(pruning.pruning_strategy)  # unknown names fail here, with the list
     desc = LotteryDesc(dataset, model, training, pruning)
     rewinding = getattr(args, "rewinding_steps", None) or d.get("job", {}).get("rewinding_steps")
+    from open_lth_concave.foundations.step import Step
     if getattr(args, "pretrain", False):
         if rewinding:
             raise HparamError("--rewinding_steps and --pretrain cannot be used together")
-        desc.pretrain_dataset_hparams = DatasetHparams.from_args(args, d.get("pretrain_dataset", d.get("dataset")), prefix="pretrain_")
-        desc.pretrain_training_hparams = TrainingHparams.from_args(args, d.get("pretrain_training", d.get("training")), prefix="pretrain_")
-    elif rewinding:
-        from open_lth_concave.foundations.step import Step
-        Step.check_str(rewinding, flag="rewinding_steps")
+        pretrain_dataset = DatasetHparams.from_args(args, d.get("pretrain_dataset", d.get("dataset")), prefix="pretrain_")
+        pretrain_training = TrainingHparams.from_args(args, d.get("pretrain_training", d.get("training")), prefix="pretrain_")
+        if not Step.is_zero_str(pretrain_training.training_steps, flag="pretrain_training_steps"):
+            desc.pretrain_dataset_hparams = pretrain_dataset
+            desc.pretrain_training_hparams = pretrain_training
+        # zero pretraining steps = no pretraining (open_lth's rule: same experiment, same name)
+    elif rewinding and not Step.is_zero_str(rewinding, flag="rewinding_steps"):  # 0ep/0it: no rewinding
         desc.pretrain_dataset_hparams = dataset
         desc.pretrain_training_hparams = replace(training, training_steps=rewinding)
     return desc
@@ -166,6 +169,8 @@ def _check_model_and_dataset(desc) -> None:
     model_inits.get(desc.model_hparams.model_init)
     batchnorm_inits.get(desc.model_hparams.batchnorm_init)
     datasets.get(desc.dataset_hparams.dataset_name)
+    if getattr(desc, "pretrain_dataset_hparams", None) is not None:
+        datasets.get(desc.pretrain_dataset_hparams.dataset_name)
 
 
 def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:

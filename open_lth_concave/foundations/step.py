@@ -36,6 +36,11 @@ class Step:
             raise HparamError(f"step {text!r} for --{flag} is too large")
         return ep, it
 
+    @staticmethod
+    def is_zero_str(text: str, flag: str = "step") -> bool:
+        """Whether a (well-formed) step string means zero iterations: `0ep`, `0it`, `0ep0it`."""
+        return Step.check_str(text, flag=flag) == (0, 0)
+
     @classmethod
     def from_str(cls, text: str, iterations_per_epoch: int) -> "Step":
         ep, it = cls.check_str(text)

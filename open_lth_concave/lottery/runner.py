@@ -53,6 +53,9 @@ class LotteryRunner:
         return self.level_dir(level) / "main"
 
     def _setup(self) -> None:
+        """Strategy, data on the device and steps; done once (callers such as `compare` may set up first)."""
+        if getattr(self, "_ready", False):
+            return
         self.strategy = pruning_registry.get(self.desc.pruning_hparams.pruning_strategy)(self.desc.pruning_hparams)
         if self.train_final_ticket_only and self.strategy.needs_trained_model:
             raise HparamError(f"invalid --train_final_ticket_only with --pruning_strategy "
@@ -64,12 +67,30 @@ class LotteryRunner:
         self.end_step = Step.from_str(self.desc.training_hparams.training_steps, ipe)
         self.start_step = Step.zero(ipe)
         if self.desc.pretrains:
-            self.pretrain_data = make_data(self.desc.pretrain_dataset_hparams, self.desc.pretrain_training_hparams,
-                                           self.replicate, self.platform)
+            self.pretrain_data = self.data if same_loaders(self.desc) else make_data(
+                self.desc.pretrain_dataset_hparams, self.desc.pretrain_training_hparams, self.replicate, self.platform)
             self.pretrain_end = Step.from_str(self.desc.pretrain_training_hparams.training_steps,
                                               self.pretrain_data.iterations_per_epoch)
             if self.desc.rewinds_in_place:
                 self.start_step = Step(self.pretrain_end.iteration, ipe)
+            self._check_pretrained_model_fits()
+        self._ready = True
+
+    def _check_pretrained_model_fits(self) -> None:
+        """The pretrained network must carry over to the main data: every tensor but the output layer
+        keeps its shape (e.g. a LeNet's input layer differs between 8x8 and 28x28 images)."""
+        if tuple(self.pretrain_data.spec.image_shape) == tuple(self.data.spec.image_shape):
+            return
+        pre = make_model(self.desc.model_hparams, self.pretrain_data.spec, self.replicate)
+        main = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
+        main_state = main.state_dict()
+        for name, value in pre.state_dict().items():
+            if name not in main.output_layer_names and value.shape != main_state[name].shape:
+                raise HparamError(
+                    f"invalid --pretrain_dataset_name {self.desc.pretrain_dataset_hparams.dataset_name}: model "
+                    f"{self.desc.model_hparams.model_name}'s {name} has shape {tuple(value.shape)} on it but "
+                    f"{tuple(main_state[name].shape)} on {self.desc.dataset_hparams.dataset_name}; only the output "
+                    "layer can change between pretraining and the main data")
 
     # ---- the run ----------------------------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -100,13 +121,15 @@ class LotteryRunner:
                 io.remove(start_file)
         model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         if self.desc.pretrains:
+            # built for the pretraining data (its class count), then carried over to the main data
+            pre_model = make_model(self.desc.model_hparams, self.pretrain_data.spec, self.replicate)
             pre_dir = self.replicate_dir / "level_pretrain" / "main"
-            mask = Mask.ones_like(model)
-            job = loop.TrainJob(pre_dir, model, mask, self.pretrain_data.train, self.pretrain_data.test,
-                                self.desc.pretrain_training_hparams, Step.zero(self.pretrain_data.iterations_per_epoch),
-                                self.pretrain_end, self.platform, quiet=self.quiet,
-                                evaluate_only_at_end=self.evaluate_only_at_end, label="pretrain")
-            model, _ = loop.train(job)
+            job = loop.TrainJob(pre_dir, pre_model, Mask.ones_like(pre_model), self.pretrain_data.train,
+                                self.pretrain_data.test, self.desc.pretrain_training_hparams,
+                                Step.zero(self.pretrain_data.iterations_per_epoch), self.pretrain_end, self.platform,
+                                quiet=self.quiet, evaluate_only_at_end=self.evaluate_only_at_end, label="pretrain")
+            pre_model, _ = loop.train(job)
+            model.load_state_dict(carry_over(pre_model, model))
         io.save_torch(loop._cpu_state(model), start_file)
 
     def rewind_model(self) -> nn.Module:
@@ -181,6 +204,22 @@ class LotteryRunner:
         print(f"Level {level}: remaining weights {100 * row['remaining']:.2f}% "
               f"({int(row['unpruned'])}/{int(row['total'])}), ticket test accuracy {acc}", flush=True)
         return row
+
+
+def same_loaders(desc: LotteryDesc) -> bool:
+    """Pretraining reads exactly the main run's batches (same data, order seed): one copy on the device."""
+    return (desc.pretrain_dataset_hparams == desc.dataset_hparams and
+            desc.pretrain_training_hparams.data_order_seed == desc.training_hparams.data_order_seed)
+
+
+def carry_over(pretrained: nn.Module, fresh: nn.Module) -> dict:
+    """The pretrained state for the main data (open_lth's rule): everything, except that the output
+    layer is the fresh model's own when the class counts differ."""
+    state = {k: v.detach().cpu().clone() for k, v in pretrained.state_dict().items()}
+    fresh_state = fresh.state_dict()
+    if any(state[n].shape != fresh_state[n].shape for n in fresh.output_layer_names):
+        state.update({n: fresh_state[n].detach().cpu().clone() for n in fresh.output_layer_names})
+    return state
 
 
 def level_row(main: Path, level: int, mask: Optional[Mask] = None) -> dict:
