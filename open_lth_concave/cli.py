@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from open_lth_concave.foundations.errors import UserError
 from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, ModelHparams, TrainingHparams)
 from open_lth_concave.foundations.paths import results_root
-from open_lth_concave.foundations.registry import UnknownNameError
-from open_lth_concave.foundations.step import StepError
 from open_lth_concave.platform import Platform
 
 SUBCOMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
@@ -28,21 +27,18 @@ def subcommand(name: str, help_text: str):
     return decorator
 
 
-class UsageError(Exception):
+def one_line(error: BaseException) -> str:
+    """An error's message as one line (a message is written as one line; this guards the promise)."""
+    return " ".join(str(error).split())
+
+
+class UsageError(UserError):
     """A bad command line: reported as one line, exit code 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints usage + message; we print one line
         raise UsageError(message)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    from open_lth_concave.datasets.base import DatasetMissingError
-    from open_lth_concave.foundations.io import CorruptFileError
-    from open_lth_concave.pruning.mask import MaskShapeError
-    return (UsageError, HparamError, UnknownNameError, StepError, DatasetMissingError, CorruptFileError,
-            MaskShapeError)
 
 
 def loop_errors():
@@ -343,9 +339,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     try:
         return SUBCOMMANDS[argv[0]][1](argv[1:])
-    except user_errors() as e:
-        print(f"open_lth {argv[0]}: error: {e}", file=sys.stderr)
-        return 2
+    except UserError as e:  # every user error derives from it (foundations/errors.py)
+        print(f"open_lth {argv[0]}: error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
     except (loop_errors()[0]) as e:
         print(f"open_lth {argv[0]}: error: {e}", file=sys.stderr)
         return 1

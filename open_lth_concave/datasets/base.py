@@ -11,10 +11,11 @@ from typing import Callable
 
 import torch
 
+from open_lth_concave.foundations.errors import UserError
 from open_lth_concave.foundations.registry import Registry
 
 
-class DatasetMissingError(RuntimeError):
+class DatasetMissingError(UserError, RuntimeError):
     """Files are missing and cannot be downloaded; the one-line message says where and how to get them."""
 
 

@@ -11,6 +11,7 @@ import torch
 
 from open_lth_concave.datasets import download
 from open_lth_concave.datasets.base import DatasetMissingError, DatasetSpec, ImageData, register
+from open_lth_concave.foundations.errors import UserError
 from open_lth_concave.foundations.io import CorruptFileError
 
 try:  # numpy >= 2 moved the implementation; the old module path still appears inside old pickles
@@ -26,7 +27,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(UserError, pickle.UnpicklingError):
     """A pickle that references something other than numpy's array-rebuilding machinery."""
 
 

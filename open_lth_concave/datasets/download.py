@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from open_lth_concave.datasets.base import DatasetMissingError
+from open_lth_concave.foundations.errors import UserError
 
 TIMEOUT_S = 20.0
 _CHUNK = 1 << 20
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError, ValueError):
     """An archive member that would land outside the target folder or is a link/device."""
 
 

@@ -15,8 +15,10 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Optional, Union
 
+from open_lth_concave.foundations.errors import UserError
 
-class HparamError(ValueError):
+
+class HparamError(UserError, ValueError):
     """A hyperparameter value that is not allowed; the message names the value and what is allowed."""
 
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import torch
 
+from open_lth_concave.foundations.errors import MissingFileError, UserError
 
-class CorruptFileError(RuntimeError):
+
+class CorruptFileError(UserError, RuntimeError):
     """A file that exists but cannot be read back (truncated, corrupted, wrong kind)."""
 
 
@@ -60,7 +62,7 @@ def load_torch(path: Path, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise
+        raise MissingFileError(f"missing file {path}") from None
     except Exception as e:  # torch raises many kinds for a damaged archive
         raise CorruptFileError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
@@ -73,7 +75,7 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise
+        raise MissingFileError(f"missing file {path}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise CorruptFileError(f"cannot read {path}: {e}") from None
 

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations.errors import UserError
 
-class LockHeldError(RuntimeError):
+
+class LockHeldError(UserError, RuntimeError):
     """Another live process holds the experiment."""
 
 

@@ -12,10 +12,12 @@ import re
 from importlib import metadata
 from typing import Callable, Generic, Iterator, TypeVar
 
+from open_lth_concave.foundations.errors import UserError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(UserError, ValueError):
     """A name that is not registered; the message lists what is allowed."""
 
 

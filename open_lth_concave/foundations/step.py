@@ -5,10 +5,12 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
+from open_lth_concave.foundations.errors import UserError
+
 _STEP = re.compile(r"^(?:(\d+)ep)?(?:(\d+)it)?$")
 
 
-class StepError(ValueError):
+class StepError(UserError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from open_lth_concave.foundations.errors import UserError
 from open_lth_concave.foundations.io import save_json, save_text
 from open_lth_concave.illustrate import data, methods, plots
 
@@ -33,7 +34,7 @@ ACCURACY_SLACK = 0.01  # "comparable accuracy": within one point of plain logist
 CSV_FIELDS = ("method", "lambda", "accuracy_mean", "accuracy_std", "sparsity_mean", "sparsity_std", "draws", "data_source")
 
 
-class IllustrationError(ValueError):
+class IllustrationError(UserError, ValueError):
     """Bad arguments; raised before anything is computed or written."""
 
 

@@ -16,6 +16,7 @@ from typing import Optional
 from torch import nn
 
 from open_lth_concave.foundations import io
+from open_lth_concave.foundations.errors import MissingFileError
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.step import Step
@@ -142,7 +143,8 @@ class LotteryRunner:
         model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         path = loop.model_path(self.main_dir(level), self.end_step)
         if not path.exists():
-            raise FileNotFoundError(f"level {level} has no trained ticket at {path}")
+            raise MissingFileError(f"level {level} has no trained ticket at {path}: run `open_lth lottery` with the "
+                                   f"same flags (and --levels >= {level}) to train it")
         model.load_state_dict(io.load_torch(path))
         return model
 
@@ -167,7 +169,11 @@ class LotteryRunner:
             mask = Mask.ones_like(self.rewind_model())
             seconds = 0.0
         else:
-            previous = Mask.load(self.main_dir(level - 1) / "mask.pth")
+            previous_file = self.main_dir(level - 1) / "mask.pth"
+            if not previous_file.exists():
+                raise MissingFileError(f"level {level - 1} has no mask at {previous_file}, so level {level} cannot be "
+                                       "pruned from it: run `open_lth lottery` with the same flags to make it again")
+            previous = Mask.load(previous_file)
             ctx = PruningContext(
                 level=level, current_mask=previous, artifacts_dir=self.level_dir(level) / "pruning",
                 previous_artifacts_dir=self.level_dir(level - 1) / "pruning" if level > 1 else None,

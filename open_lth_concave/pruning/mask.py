@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from open_lth_concave.foundations import io
+from open_lth_concave.foundations.errors import UserError
 
 
-class MaskShapeError(ValueError):
+class MaskShapeError(UserError, ValueError):
     pass
 
 
