@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from open_lth_concave.datasets.base import DatasetMissingError
 from open_lth_concave.foundations.errors import UserError
+from open_lth_concave.foundations.io import atomic_writer
 
 TIMEOUT_S = 20.0
 _CHUNK = 1 << 20
@@ -58,20 +59,13 @@ def fetch(source: Source, folder: Path, timeout: float = TIMEOUT_S) -> Path:
     dest = folder / source.filename
     if dest.exists() and md5_of(dest) == source.md5:
         return dest
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{source.filename}.", suffix=".part")
-    try:
-        digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source.url, timeout=timeout) as response:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != source.md5:
+    digest = hashlib.md5()
+    with atomic_writer(dest) as out, urllib.request.urlopen(source.url, timeout=timeout) as response:
+        for chunk in iter(lambda: response.read(_CHUNK), b""):
+            digest.update(chunk)
+            out.write(chunk)
+        if digest.hexdigest() != source.md5:  # raised inside: the partial file is removed, dest untouched
             raise DownloadError(f"md5 of {source.url} is {digest.hexdigest()}, expected {source.md5}")
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return dest
 
 
@@ -96,7 +90,14 @@ def _write_stream(stream, dest: Path) -> None:
 
 
 def safe_extract(archive: Path, target: Path) -> None:
-    """Unpack a tar (any compression) or zip into target; every member is checked before anything is written."""
+    """Unpack a tar (any compression) or zip into target; every member is checked before anything is written.
+
+    Our checks (no absolute or `..` names, nothing resolving outside target, no links, devices or other
+    special members) run on every member first. A zip is then written member by member. A tar is
+    extracted by `tarfile` with its "data" filter where Python has it (3.12, and 3.8.17/3.9.17/3.10.12/
+    3.11.4 onwards), which repeats the path checks and also drops unsafe permission bits (setuid, group-
+    and world-writable) and ownership; on older Pythons our own checks and writer are used.
+    """
     target.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -126,6 +127,12 @@ def safe_extract(archive: Path, target: Path) -> None:
             if not (member.isfile() or member.isdir()):
                 raise UnsafeArchiveError(f"refusing archive member {member.name!r}: not a regular file or folder")
             plan.append((member, dest))
+        if hasattr(tarfile, "data_filter"):
+            try:
+                tf.extractall(target, members=[member for member, _ in plan], filter="data")
+            except tarfile.FilterError as e:
+                raise UnsafeArchiveError(f"refusing archive member of {archive.name}: {e}") from None
+            return
         for member, dest in plan:
             if member.isdir():
                 dest.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,6 @@
 them, because decoding 110k JPEGs on every run would dominate short experiments."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,7 @@ import torch
 
 from open_lth_concave.datasets import download
 from open_lth_concave.datasets.base import DatasetMissingError, DatasetSpec, ImageData, register
-from open_lth_concave.foundations.io import CorruptFileError
+from open_lth_concave.foundations.io import CorruptFileError, atomic_writer
 
 SUBDIR = "tiny-imagenet-200"
 SIZE = 64
@@ -66,15 +64,8 @@ def _decode(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _save_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=images, labels=labels)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:
+        np.savez(f, images=images, labels=labels)
 
 
 def load(folder: Path, train: bool) -> ImageData:

@@ -1,12 +1,14 @@
-"""Crash-safe file writing and safe loading: readers never see half a file, loads never run code."""
+"""Crash-safe file writing (`atomic_writer`, used for every file this package writes) and safe loading:
+readers never see half a file, loads never run code."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import torch
 
@@ -26,16 +28,28 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _write(path: Path, data: bytes) -> None:
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """The one way this package writes a file: a binary file object on a temporary file beside `path`,
+    flushed to disk and renamed over `path` only when the block ends without an error. On any error
+    (or an interrupt) the temporary file is removed and `path` is left as it was, so a reader sees the
+    old file or the whole new one, never half of one. Writes in every process that calls it; the
+    `save_*` functions below call it on rank 0 only."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 

@@ -3,8 +3,10 @@ remaining weights on a logarithmic axis that decreases to the right, one line pe
 shaded ±std band, and the dense accuracy as a dotted reference."""
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
+from open_lth_concave.foundations.io import save_bytes
 from open_lth_concave.report import names
 
 COLORS = {"sparse_global": "#1f77b4", "concave_l1": "#d62728", "concave_log": "#2ca02c", "concave_lq": "#9467bd",
@@ -85,8 +87,9 @@ def plot_comparison(all_stats: list, heading: str, path: Path) -> None:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=9, framealpha=0.9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    buffer = BytesIO()
+    try:
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    save_bytes(buffer.getvalue(), path)  # atomic: a failed or interrupted save leaves no file behind
