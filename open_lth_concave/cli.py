@@ -167,6 +167,9 @@ def _check_model_and_dataset(desc) -> None:
     datasets.get(desc.dataset_hparams.dataset_name)
     if getattr(desc, "pretrain_dataset_hparams", None) is not None:
         datasets.get(desc.pretrain_dataset_hparams.dataset_name)
+    from open_lth_concave.models import check_model_hparams
+    spec = datasets.get(desc.dataset_hparams.dataset_name)
+    check_model_hparams(desc.model_hparams, spec.image_shape, spec.num_classes)   # e.g. frozen tensor names
 
 
 def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
