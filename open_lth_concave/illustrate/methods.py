@@ -89,6 +89,17 @@ def masked_logits(x: torch.Tensor, theta_hat: torch.Tensor, masks: torch.Tensor)
     return (masks * w.unsqueeze(1)) @ x[..., :-1].transpose(1, 2) + bias.view(-1, 1, 1)
 
 
+def l1_penalty() -> dict:
+    """LogisticRegression's arguments for a pure l1 penalty. scikit-learn 1.8 deprecated `penalty` for
+    `l1_ratio` (1.0 = l1); before 1.8 `l1_ratio` is ignored unless penalty='elasticnet', so
+    `l1_ratio=1.0` alone would fit an l2 model there."""
+    import re
+
+    import sklearn
+    major, minor = (int(p) for p in re.match(r"(\d+)\.(\d+)", sklearn.__version__).groups())
+    return {"l1_ratio": 1.0} if (major, minor) >= (1, 8) else {"penalty": "l1"}
+
+
 def sklearn_l1(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
                lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Method (e): liblinear's l1 logistic regression (a proximal/coordinate method) as reference.
@@ -104,7 +115,7 @@ def sklearn_l1(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.nd
     spa = np.zeros_like(acc)
     for i in range(len(x_tr)):
         for j, lam in enumerate(lambdas):
-            clf = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=1.0 / (n * lam), intercept_scaling=10.0)
+            clf = LogisticRegression(**l1_penalty(), solver="liblinear", C=1.0 / (n * lam), intercept_scaling=10.0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 clf.fit(x_tr[i, :, :-1], y_tr[i])

@@ -7,6 +7,7 @@ stops every tensor over 128 KiB from being a fresh `mmap` (see `allocator.py`).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,6 +21,21 @@ def cpu_has_native_bf16() -> bool:
     """True when matmuls/convolutions in bf16 run on dedicated instructions (else bf16 is emulated, slower)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+@functools.cache
+def fused_kernels_available(device_type: str) -> bool:
+    """Whether this torch has fused SGD and Adam steps for tensors on `device_type`: on CUDA since
+    torch 2.3 (Adam earlier), on the CPU since torch 2.4. Probed once on a one-element tensor, so
+    an older torch falls back to the plain optimizers instead of failing."""
+    for optimizer in (torch.optim.SGD, torch.optim.Adam):
+        try:
+            p = torch.zeros(1, device=device_type, requires_grad=True)
+            p.grad = torch.zeros_like(p)
+            optimizer([p], lr=0.1, fused=True).step()
+        except (TypeError, RuntimeError, ValueError):
+            return False
+    return True
 
 
 @dataclass(kw_only=True)
@@ -77,8 +93,10 @@ class Platform(Hparams):
 
     @property
     def fused_optimizer(self) -> bool:
-        """Fused SGD/Adam kernels exist for CUDA and CPU tensors (one pass per tensor instead of several)."""
-        return self.torch_device.type in ("cuda", "cpu")
+        """Fused SGD/Adam kernels (one pass per tensor instead of several) where this torch has them for
+        the device (CUDA; CPU from torch 2.4 on)."""
+        kind = self.torch_device.type
+        return kind in ("cuda", "cpu") and fused_kernels_available(kind)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
