@@ -292,6 +292,7 @@ def cmd_lottery_branch(argv: list[str]) -> int:
     if max_level < 0:
         raise HparamError(f"no lottery trunk at {trunk.replicate_dir}: run `open_lth lottery` with the same flags first")
     levels = parse_levels(args.levels, max_level)
+    trunk.check_record(write=False)  # the trunk must have been made with these hyperparameters
     trunk._setup()
     for level in levels:
         out = trunk.level_dir(level) / branch.hashname(branch_args, extra_groups)

@@ -116,6 +116,8 @@ class Hparams:
     def coerce(cls, name: str, value: Any) -> Any:
         """Convert a raw value (string from the CLI or JSON scalar) to the field's type, or explain."""
         typ, optional = cls.field_types()[name]
+        if optional and isinstance(value, str) and value.strip().lower() == "none":
+            value = None  # `--field=none` unsets an optional field (e.g. to pass a recorded None explicitly)
         if value is None:
             if optional:
                 return None

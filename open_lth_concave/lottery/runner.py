@@ -22,7 +22,9 @@ from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.lottery.desc import LotteryDesc
 from open_lth_concave.lottery.experiment import Data, banner, make_data, make_model
+from open_lth_concave.lottery.record import record_or_check
 from open_lth_concave.platform import Platform
+from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import PruningContext
 from open_lth_concave.pruning.strategy import registry as pruning_registry
@@ -99,10 +101,11 @@ class LotteryRunner:
         print(banner(f"Lottery Ticket Experiment (Replicate {self.replicate})", self.desc.display(),
                      self.replicate_dir, self.platform,
                      self.desc.training_hparams), flush=True)
+        self.check_record()
+        self._warn_if_platform_differs()
         lock = ExperimentLock(self.replicate_dir).acquire(
             wait=self.wait_for_lock, on_wait=lambda message: print(message, flush=True))
         try:
-            io.save_json(self.desc.to_dict(), self.replicate_dir.parent / "hparams.json")
             self._establish_initial_weights()
             rows = [self._run_level(level) for level in range(self.levels + 1)]
             io.save_json({"levels": rows, "strategy": self.desc.pruning_hparams.pruning_strategy},
@@ -110,6 +113,21 @@ class LotteryRunner:
         finally:
             lock.release()
         return rows
+
+    def check_record(self, write: bool = True) -> None:
+        """The experiment's hparams.json: written when it is created, and every later job under its name
+        must resolve to the same values (lottery/record.py); `write=False` only checks."""
+        record_or_check(self.desc, self.replicate_dir.parent, write=write, warn=loop.warn)
+
+    def _warn_if_platform_differs(self) -> None:
+        """A platform other than level 0's only warns: each run's platform.json shows what it used."""
+        trained = platform_record.sessions(self.main_dir(0))
+        if trained:
+            now = platform_record.current(self.platform, self.desc.training_hparams.apex_fp16)
+            changed = platform_record.differences(trained[-1]["platform"], now)
+            if changed:
+                loop.warn(f"this job runs on another platform than level 0 of {self.replicate_dir} was trained on "
+                          f"({'; '.join(changed)}); each run's platform.json records what it used")
 
     def _establish_initial_weights(self) -> None:
         start_file = loop.model_path(self.main_dir(0), self.start_step)

@@ -203,6 +203,8 @@ def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
     if args.display_output_location:
         print(out)
         return 0
+    for runner in runners.values():  # an existing experiment made with other hyperparameters stops all, first
+        runner.check_record(write=False)
     quiet = args.quiet
     if not quiet:
         for (entry, _, _), gone in zip(entries, dropped):

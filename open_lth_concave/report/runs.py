@@ -1,7 +1,10 @@
-"""Finding and reading finished lottery runs on disk (whoever made them: `lottery` or `compare`).
+"""Finding and reading finished lottery runs on disk (whoever made them: `lottery`, `compare` or open_lth).
 
 An experiment is a `lottery_<hash>` folder holding `hparams.json` and `replicate_<N>` folders; a
-replicate holds `level_<L>/main` folders whose numbers `level_row` reads back.
+replicate holds `level_<L>/main` folders whose numbers `level_row` reads back. Folders written by
+open_lth itself have no `hparams.json`: their hyperparameters are read from the banner text that
+open_lth keeps in `replicate_<N>/level_0/main/hparams.log` (groups and their non-default values), and
+their numbers from the same standard files (`sparsity_report.json`, `logger`, `mask.pth`).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Optional
 
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import HparamError
+from open_lth_concave.lottery.record import HPARAMS_FILE
 from open_lth_concave.lottery.runner import level_row
 
 _REPLICATE = re.compile(r"replicate_(\d+)")
@@ -24,6 +28,7 @@ class Experiment:
     path: Path
     hparams: dict                                     # hparams.json (the job description)
     replicates: dict[int, list[dict]] = field(default_factory=dict)  # replicate -> level rows
+    source: str = HPARAMS_FILE                        # where `hparams` came from (hparams.log: open_lth's folder)
 
     @property
     def name(self) -> str:
@@ -66,11 +71,16 @@ def read_experiment(path: Path, replicates: Optional[list[int]] = None, levels: 
     if replicate_number(path) is not None:
         only = [replicate_number(path)]
         path = path.parent
-    hparams_file = path / "hparams.json"
-    if not hparams_file.exists():
+    hparams_file = path / HPARAMS_FILE
+    logs = sorted(path.glob("replicate_*/level_0/main/hparams.log"))
+    if hparams_file.exists():
+        exp = Experiment(path, io.load_json(hparams_file))
+    elif logs:
+        exp = Experiment(path, parse_hparams_log(logs[0].read_text()), source=str(logs[0].relative_to(path)))
+    else:
         raise HparamError(f"no lottery runs in {path}: expected a lottery_<hash> experiment folder "
-                          "(with hparams.json) or one of its replicate_<N> folders")
-    exp = Experiment(path, io.load_json(hparams_file))
+                          "(with hparams.json, or open_lth's replicate_<N>/level_0/main/hparams.log) or one of "
+                          "its replicate_<N> folders")
     wanted = only or replicates
     for rep_dir in sorted(path.glob("replicate_*"), key=lambda p: replicate_number(p) or 0):
         number = replicate_number(rep_dir)
@@ -80,6 +90,39 @@ def read_experiment(path: Path, replicates: Optional[list[int]] = None, levels: 
         if rows:
             exp.replicates[number] = rows
     return exp
+
+
+_GROUPS = (("pretrain", "dataset", "pretrain_dataset_hparams"), ("pretrain", "training", "pretrain_training_hparams"),
+           ("", "dataset", "dataset_hparams"), ("", "model", "model_hparams"), ("", "pruning", "pruning_hparams"),
+           ("", "training", "training_hparams"))
+
+
+def _value(text: str):
+    """A value as the banner shows it (Python's str()), back to a number, bool or None where it is one."""
+    if text in ("None", "True", "False"):
+        return {"None": None, "True": True, "False": False}[text]
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_hparams_log(text: str) -> dict[str, dict]:
+    """The banner's hyperparameter text (group titles, then `    * name => value` lines) as hparams.json's
+    groups; only the values that differ from the defaults are in it, as open_lth writes them."""
+    groups: dict[str, dict] = {}
+    current = None
+    for line in text.splitlines():
+        item = re.fullmatch(r"\s+\*\s+(\w+)\s+=>\s?(.*)", line)
+        if item and current is not None:
+            current[item.group(1)] = _value(item.group(2).strip())
+        elif line.strip() and not line[0].isspace():
+            title = line.strip().lower()
+            key = next((k for pre, word, k in _GROUPS if pre in title and word in title), None)
+            current = groups.setdefault(key, {}) if key else None
+    return groups
 
 
 def read_experiments(paths: list[Path]) -> list[Experiment]:

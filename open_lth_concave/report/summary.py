@@ -1,8 +1,9 @@
 """Print what a lottery run folder holds: hyperparameters, per-level numbers, the final ticket's layers.
 
 `open_lth summary DIR` with DIR a `lottery_<hash>` experiment folder or one of its `replicate_<N>`
-folders. Per replicate: each level's remaining weights, ticket test accuracy and (where recorded) the
-mask-search and ticket-training times; then the per-layer sparsity of the last level's mask.
+folders (ours, or open_lth's own). Per replicate: each level's remaining weights, ticket test accuracy
+and (where recorded) the mask-search and ticket-training times; the platform and versions each run used
+(its platform.json); then the per-layer sparsity of the last level's mask.
 """
 from __future__ import annotations
 
@@ -52,13 +53,36 @@ def layers_table(mask_file: Path) -> str:
     return "\n".join(lines)
 
 
+def platforms_text(replicate_dir: Path) -> str:
+    """Which platform and versions each training run of the replicate used (runs with the same one share a
+    line); runs without a record (made before it existed, or by open_lth) are listed as not recorded."""
+    from open_lth_concave.platform import record
+    runs: dict[str, list[str]] = {}
+    for folder in sorted({p.parent for p in replicate_dir.rglob("model_ep*_it*.pth")} |
+                         {p.parent for p in replicate_dir.rglob(record.FILE)}, key=_run_order):
+        line = record.summary(folder) or "not recorded"
+        runs.setdefault(line, []).append(str(folder.relative_to(replicate_dir)))
+    return "\n".join(f"- {line}: {', '.join(folders)}" for line, folders in runs.items())
+
+
+def _run_order(folder: Path) -> tuple:
+    level = next((p for p in folder.parts if p.startswith("level_")), "level_")
+    number = level[6:]
+    return (0 if number == "pretrain" else 1, int(number) if number.isdigit() else -1, str(folder))
+
+
 def render(exp: Experiment) -> str:
+    source = [] if exp.source == "hparams.json" else \
+        ["", f"(written by open_lth: hyperparameters from {exp.source}, non-default values only)"]
     parts = [f"# {exp.name}: {names.strategy_name(exp.strategy)} ({exp.strategy}), "
              f"{names.model_name(exp.model)} on {names.dataset_name(exp.dataset)}", "", "## Hyperparameters", "",
-             hparams_text(exp)]
+             hparams_text(exp)] + source
     for rep, rows in sorted(exp.replicates.items()):
         rep_dir = exp.path / f"replicate_{rep}"
         parts += ["", f"## Replicate {rep}", "", levels_table(rows)]
+        platforms = platforms_text(rep_dir)
+        if platforms:
+            parts += ["", "Platform and versions of each run:", "", platforms]
         last = rows[-1]["level"]
         mask_file = rep_dir / f"level_{last}" / "main" / "mask.pth"
         if mask_file.exists():

@@ -25,6 +25,7 @@ from open_lth_concave.foundations import distributed, io
 from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.platform import Platform
+from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.metric_logger import MetricLogger
 from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn, set_lr
@@ -160,6 +161,11 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     else:
         out.mkdir(parents=True, exist_ok=True)
         io.save_torch(_cpu_state(model), model_path(out, job.start_step))
+    changed = platform_record.start_session(out, platform_record.current(job.platform, hp.apex_fp16), step.iteration,
+                                            resumed=state is not None)
+    if changed:
+        warn(f"{job.label}: resumed at step {step} on another platform than before ({'; '.join(changed)}); "
+             f"{out / platform_record.FILE} records each part")
 
     forward = torch.compile(strategy.forward) if job.platform.compile else strategy.forward
     precision = autocast_dtype(job.platform, hp)

@@ -9,7 +9,9 @@ from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.lottery.desc import TrainingDesc
 from open_lth_concave.lottery.experiment import banner, make_data, make_model
+from open_lth_concave.lottery.record import record_or_check
 from open_lth_concave.platform import Platform
+from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training import loop
 from open_lth_concave.training.strategy import registry as training_strategies
@@ -36,8 +38,8 @@ class TrainingRunner:
                          self.desc.training_hparams),
                   flush=True)
         model = make_model(self.desc.model_hparams, data.spec, self.replicate)
+        record_or_check(self.desc, self.output_dir.parent.parent, warn=loop.warn)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        io.save_json(self.desc.to_dict(), self.output_dir.parent.parent / "hparams.json")
         io.save_text(self.desc.display() + "\n", self.output_dir / "hparams.log")
         strategy_cls = training_strategies.get(self.desc.training_hparams.training_strategy)
         job = loop.TrainJob(self.output_dir, model, Mask.ones_like(model), data.train, data.test,
@@ -70,6 +72,7 @@ def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[i
     runners = [TrainingRunner(desc, root, r, platform, quiet, True) for r in replicates]
     data = {r.replicate: make_data(desc.dataset_hparams, desc.training_hparams, r.replicate, platform) for r in runners}
     end = Step.from_str(desc.training_hparams.training_steps, data[replicates[0]].iterations_per_epoch)
+    record_or_check(desc, runners[0].output_dir.parent.parent, warn=loop.warn)
     todo = [r for r in runners if not loop.is_finished(r.output_dir, end)]
     if not quiet:
         print(banner(f"Training Experiment (Replicates {replicates[0]}-{replicates[-1]} together)", desc.display(),
@@ -80,7 +83,6 @@ def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[i
             stack.enter_context(ExperimentLock(r.output_dir.parent))
         todo = [r for r in todo if not loop.is_finished(r.output_dir, end)]   # another process may have finished some
         if todo:
-            io.save_json(desc.to_dict(), todo[0].output_dir.parent.parent / "hparams.json")
             models = []
             for r in todo:
                 io.save_text(desc.display() + "\n", r.output_dir / "hparams.log")
@@ -90,6 +92,9 @@ def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[i
                 models.append(model)
             names = "_".join(str(r.replicate) for r in todo)
             checkpoint = todo[0].output_dir / f"stacked_checkpoint_{names}.pth"
+            used = platform_record.current(platform, desc.training_hparams.apex_fp16)
+            for r in todo:  # a resumed stacked run keeps its earlier sessions (it restarts at an epoch boundary)
+                platform_record.start_session(r.output_dir, used, 0, resumed=checkpoint.exists())
             result = train_stacked(models, [data[r.replicate].train for r in todo], data[todo[0].replicate].test,
                                    desc.training_hparams, end, platform, checkpoint=checkpoint)
             for r, model, acc, loss in zip(todo, result.models, result.test_accuracy, result.test_loss):
