@@ -11,7 +11,8 @@ on commas, so such values cannot hold one). Dense level 0 is trained once per re
 
 Outputs in the comparison folder (default `<root>/compare_<md5 of the sorted experiment names>`):
 comparison.csv, comparison.md, comparison.json and comparison.png (see report/table.py).
-`open_lth compare --report_only DIR...` redraws them from finished runs (experiment or replicate folders).
+`open_lth compare --report_only DIR...` redraws them from finished runs (experiment or replicate folders,
+ours or open_lth's own).
 """
 from __future__ import annotations
 
