@@ -49,3 +49,25 @@ def mnist_root(tmp_path) -> Path:
     for f in MNIST_SHARED.iterdir():
         (folder / f.name).symlink_to(f)
     return folder.parent
+
+
+class Crash(Exception):
+    """Stands for a process dying mid-run (see crash_at_training_batch)."""
+
+
+def crash_at_training_batch(monkeypatch, number: int, error: type[BaseException] = Crash):
+    """Make the `number`-th training batch of this process (counted over all runs) raise `error` (Crash: as
+    if the process died there); returns a function that undoes it (so the same test can resume)."""
+    from open_lth_concave.datasets import loader
+    original = loader.BatchLoader.batches
+    calls = {"n": 0}
+
+    def crashing(self, epoch, start_iteration=0):
+        for batch in original(self, epoch, start_iteration):
+            if self.train:
+                calls["n"] += 1
+                if calls["n"] == number:
+                    raise error()
+            yield batch
+    monkeypatch.setattr(loader.BatchLoader, "batches", crashing)
+    return lambda: monkeypatch.setattr(loader.BatchLoader, "batches", original)

@@ -6,6 +6,8 @@ import torch
 from open_lth_concave import cli
 from open_lth_concave.foundations import io
 
+from conftest import crash_at_training_batch
+
 ARGS = ["lottery", "--default_hparams=digits_lenet_300_100", "--training_steps=3ep", "--quiet", "--levels=1"]
 
 
@@ -50,20 +52,9 @@ def test_truncated_mask_is_recomputed(root, reference, capsys):
 
 
 def test_corrupted_checkpoint_restarts_the_run(root, reference, capsys, monkeypatch):
-    from open_lth_concave.datasets import loader
-    original = loader.BatchLoader.batches
-    count = {"n": 0}
-
-    def crashing(self, epoch, start_iteration=0):
-        for batch in original(self, epoch, start_iteration):
-            if self.train:
-                count["n"] += 1
-                if count["n"] == 3 * 45 + 70:
-                    raise KeyboardInterrupt
-            yield batch
-    monkeypatch.setattr(loader.BatchLoader, "batches", crashing)
+    undo = crash_at_training_batch(monkeypatch, 3 * 45 + 70, KeyboardInterrupt)
     assert cli.main(ARGS + ["--root", str(root)]) == 130  # interrupted mid-level-1
-    monkeypatch.setattr(loader.BatchLoader, "batches", original)
+    undo()
     (exp,) = list(root.iterdir())
     checkpoint = exp / "replicate_1" / "level_1" / "main" / "checkpoint.pth"
     assert checkpoint.exists()

@@ -10,7 +10,7 @@ from open_lth_concave.foundations import io
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.metric_logger import MetricLogger
 
-from conftest import run_cli
+from conftest import Crash, crash_at_training_batch, run_cli
 
 DIGITS = ["--default_hparams=digits_lenet_300_100", "--training_steps=2ep", "--quiet"]
 
@@ -77,26 +77,11 @@ def test_rerun_does_no_work(root, capsys):
 
 
 def test_resume_after_interruption_equals_uninterrupted(root, tmp_path, monkeypatch):
-    from open_lth_concave.datasets import loader
     reference = lottery(tmp_path / "uninterrupted", "--levels=1", "--training_steps=3ep")
-
-    original = loader.BatchLoader.batches
-    calls = {"n": 0}
-
-    class Crash(Exception):
-        """Stands for a process dying mid-epoch."""
-
-    def crashing(self, epoch, start_iteration=0):
-        for batch in original(self, epoch, start_iteration):
-            if self.train:
-                calls["n"] += 1
-                if calls["n"] == 3 * 45 + 60:  # inside level 1, mid-epoch 1
-                    raise Crash()
-            yield batch
-    monkeypatch.setattr(loader.BatchLoader, "batches", crashing)
+    undo = crash_at_training_batch(monkeypatch, 3 * 45 + 60)  # inside level 1, mid-epoch 1
     with pytest.raises(Crash):
         cli.main(["lottery", *DIGITS, "--root", str(root), "--levels=1", "--training_steps=3ep"])
-    monkeypatch.setattr(loader.BatchLoader, "batches", original)
+    undo()
     (exp,) = list(root.iterdir())
     assert (exp / "replicate_1" / "level_1" / "main" / "checkpoint.pth").exists()
     resumed = lottery(root, "--levels=1", "--training_steps=3ep")

@@ -13,6 +13,8 @@ import torch
 from open_lth_concave import cli
 from open_lth_concave.foundations import io
 
+from conftest import Crash, crash_at_training_batch
+
 DIGITS = ["--default_hparams=digits_lenet_300_100", "--training_steps=1ep", "--quiet"]
 CONCAVE = [*DIGITS, "--pruning_strategy=concave_log", "--levels=0"]
 
@@ -69,25 +71,11 @@ def test_hparams_json_records_every_field_once_and_each_run_its_platform(root, c
 
 
 def test_resumed_run_on_another_platform_warns_and_records_each_part(root, capsys, monkeypatch):
-    from open_lth_concave.datasets import loader
-    original = loader.BatchLoader.batches
-    calls = {"n": 0}
-
-    class Crash(Exception):
-        """Stands for a process dying mid-epoch."""
-
-    def crashing(self, epoch, start_iteration=0):
-        for batch in original(self, epoch, start_iteration):
-            if self.train:
-                calls["n"] += 1
-                if calls["n"] == 45 + 10:  # level 0, epoch 1 (45 iterations per epoch)
-                    raise Crash()
-            yield batch
-    monkeypatch.setattr(loader.BatchLoader, "batches", crashing)
+    undo = crash_at_training_batch(monkeypatch, 45 + 10)   # level 0, epoch 1 (45 iterations per epoch)
     argv = ["lottery", *DIGITS, "--training_steps=2ep", "--levels=0"]
     with pytest.raises(Crash):
         cli.main(argv)
-    monkeypatch.setattr(loader.BatchLoader, "batches", original)
+    undo()
     capsys.readouterr()
     assert cli.main(argv + ["--memory_format=contiguous"]) == 0
     err = capsys.readouterr().err
