@@ -86,6 +86,22 @@ def _strategy_pruning_cls(name: str):
     return registry.get(name).hparams_cls
 
 
+def _add_training_strategy_args(parser: argparse.ArgumentParser, name: str, defaults: Optional[dict]):
+    """The flags of training strategy `name`'s own hyperparameters; returns their class (None: it has none)."""
+    from dataclasses import fields
+
+    from open_lth_concave.training.strategy import registry as training_strategies
+    hparams_cls = training_strategies.get(name).hparams_cls
+    if not fields(hparams_cls):
+        return None
+    try:
+        hparams_cls.add_args(parser, defaults, title=f"Training Strategy Hyperparameters ({name})")
+    except argparse.ArgumentError as e:
+        raise HparamError(f"training strategy {name!r} cannot be used with `train`: its hyperparameters clash "
+                          f"with other flags ({e})") from None
+    return hparams_cls
+
+
 def build_parser(command: str, argv: list[str], extra: Optional[Callable[[argparse.ArgumentParser], None]] = None
                  ) -> tuple[argparse.ArgumentParser, dict[str, Any]]:
     """The full parser for train/lottery, plus what the first pass decided (defaults, classes)."""
@@ -97,6 +113,9 @@ def build_parser(command: str, argv: list[str], extra: Optional[Callable[[argpar
     ModelHparams.add_args(parser, defaults.get("model"))
     TrainingHparams.add_args(parser, defaults.get("training"))
     info: dict[str, Any] = {"defaults": defaults}
+    if command == "train":   # the training strategy's own flags (lottery jobs train with `standard`)
+        name = known.training_strategy or defaults.get("training", {}).get("training_strategy") or "standard"
+        info["training_strategy_cls"] = _add_training_strategy_args(parser, name, defaults.get("training_strategy"))
     if command == "lottery" or command == "lottery_branch":
         strategy = known.pruning_strategy or defaults.get("pruning", {}).get("pruning_strategy")
         pruning_cls = _strategy_pruning_cls(strategy) if strategy else None
@@ -135,7 +154,9 @@ def desc_from_args(command: str, args: argparse.Namespace, info: dict[str, Any])
     model = ModelHparams.from_args(args, d.get("model"))
     training = TrainingHparams.from_args(args, d.get("training"))
     if command == "train":
-        return TrainingDesc(dataset, model, training)
+        strategy_cls = info.get("training_strategy_cls")
+        strategy = strategy_cls.from_args(args, d.get("training_strategy")) if strategy_cls is not None else None
+        return TrainingDesc(dataset, model, training, strategy)
     pruning = info["pruning_cls"].from_args(args, d.get("pruning"))
     _strategy_pruning_cls(pruning.pruning_strategy)  # unknown names fail here, with the list
     desc = LotteryDesc(dataset, model, training, pruning)
@@ -153,6 +174,7 @@ def desc_from_args(command: str, args: argparse.Namespace, info: dict[str, Any])
     elif rewinding and not Step.is_zero_str(rewinding, flag="rewinding_steps"):  # 0ep/0it: no rewinding
         desc.pretrain_dataset_hparams = dataset
         desc.pretrain_training_hparams = replace(training, training_steps=rewinding)
+    desc.check_training_strategies(command)
     return desc
 
 
@@ -282,6 +304,9 @@ def cmd_lottery_branch(argv: list[str]) -> int:
     for prefix, (cls, source) in branch.extra_groups.items():
         trunk_group = getattr(desc, source).to_dict()
         extra_groups[prefix] = cls.from_args(args, trunk_group, prefix=prefix.split("_")[0] + "_")
+        if isinstance(extra_groups[prefix], TrainingHparams):
+            from open_lth_concave.lottery.desc import require_standard_training
+            require_standard_training(extra_groups[prefix], prefix.split("_")[0] + "_", f"lottery_branch {argv[0]}")
     if args.levels is None:
         raise HparamError("missing required flag --levels (trunk levels, e.g. 0,2-4)")
     root, platform = job_common(args)

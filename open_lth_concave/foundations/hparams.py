@@ -264,7 +264,8 @@ class TrainingHparams(Hparams):
     warmup_steps: Optional[str] = hp(None, "Linear learning-rate warm-up length (a step string).")
     weight_decay: Optional[float] = hp(None, "L2 weight decay on every parameter.")
     apex_fp16: bool = hp(False, "Train in reduced precision (here: bf16 autocast; see --precision).")
-    training_strategy: str = hp("standard", "Training strategy (a registered name); pruning strategies may use others.")
+    training_strategy: str = hp("standard", "Training strategy of `open_lth train` (a registered name; its own flags "
+                                "appear with it). Lottery tickets train with standard; a pruning strategy picks its search's.")
 
     def validate(self) -> None:
         super().validate()

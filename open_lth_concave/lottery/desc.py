@@ -45,6 +45,9 @@ class TrainingDesc(Desc):
     dataset_hparams: DatasetHparams
     model_hparams: ModelHparams
     training_hparams: TrainingHparams
+    # the training strategy's own hyperparameters (None when it has none, as `standard`): a group of
+    # their own in the name, so every experiment trained with `standard` keeps open_lth's name
+    training_strategy_hparams: Optional[Hparams] = None
     prefix = "train"
 
 
@@ -68,6 +71,13 @@ class LotteryDesc(Desc):
         return self.pretrains and self.pretrain_dataset_hparams == self.dataset_hparams and \
             _same_schedule(self.pretrain_training_hparams, self.training_hparams)
 
+    def check_training_strategies(self, command: str = "lottery") -> None:
+        """Tickets and pretraining train with the standard strategy (a pruning strategy chooses the
+        training of its own search), so another --training_strategy is refused rather than ignored."""
+        require_standard_training(self.training_hparams, "", command)
+        if self.pretrain_training_hparams is not None:
+            require_standard_training(self.pretrain_training_hparams, "pretrain_", command)
+
     def validate_steps(self, iterations_per_epoch: int) -> None:
         from open_lth_concave.foundations.step import Step
         end = Step.from_str(self.training_hparams.training_steps, iterations_per_epoch)
@@ -77,6 +87,14 @@ class LotteryDesc(Desc):
                 raise HparamError(f"invalid --rewinding_steps {self.pretrain_training_hparams.training_steps}: "
                                   f"beyond the training length {self.training_hparams.training_steps} "
                                   f"({rewind.iteration} > {end.iteration} iterations)")
+
+
+def require_standard_training(training: TrainingHparams, prefix: str, command: str) -> None:
+    if training.training_strategy != "standard":
+        raise HparamError(f"invalid --{prefix}training_strategy {training.training_strategy} for {command}: its "
+                          "tickets, pretraining and branches train with the standard strategy (a pruning strategy "
+                          "picks its search's, e.g. --pruning_strategy=concave_log); `open_lth train` takes "
+                          "other training strategies")
 
 
 def _same_schedule(a: TrainingHparams, b: TrainingHparams) -> bool:

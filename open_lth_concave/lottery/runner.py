@@ -59,6 +59,7 @@ class LotteryRunner:
         """Strategy, data on the device and steps; done once (callers such as `compare` may set up first)."""
         if getattr(self, "_ready", False):
             return
+        self.desc.check_training_strategies()
         self.strategy = pruning_registry.get(self.desc.pruning_hparams.pruning_strategy)(self.desc.pruning_hparams)
         if self.train_final_ticket_only and self.strategy.needs_trained_model:
             raise HparamError(f"invalid --train_final_ticket_only with --pruning_strategy "

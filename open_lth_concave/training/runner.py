@@ -1,6 +1,7 @@
 """`open_lth train`: one dense training run in `train_<hash>/replicate_N/main`."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ class TrainingRunner:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         io.save_text(self.desc.display() + "\n", self.output_dir / "hparams.log")
         strategy_cls = training_strategies.get(self.desc.training_hparams.training_strategy)
+        if self.desc.training_strategy_hparams is not None:   # the strategy's own flags
+            strategy_cls = functools.partial(strategy_cls, hparams=self.desc.training_strategy_hparams)
         job = loop.TrainJob(self.output_dir, model, Mask.ones_like(model), data.train, data.test,
                             self.desc.training_hparams, Step.zero(data.iterations_per_epoch), end, self.platform,
                             make_strategy=strategy_cls, quiet=self.quiet,
