@@ -189,7 +189,8 @@ def test_threshold_prunes_below_alpha_and_next_level_starts_from_relaxed_mask(tm
     ctx, seen = fake_context(tmp_path, 1, mask, ramp)
     new_mask = strategy.prune(ctx)
     assert float(seen["start"]["fc_layers.0.weight"].unique()) == 0.5          # level 1: initial value
-    assert seen["strategy"].param_groups()[0]["lr"] == pytest.approx(100 * 0.1)  # default mask lr
+    group = seen["strategy"].param_groups()[0]
+    assert "lr" not in group and "momentum" not in group and group["weight_decay"] == 0.0  # paper: as training
     values = ramp(seen["strategy"])
     for n in ("fc_layers.0.weight", "fc_layers.1.weight"):
         assert torch.equal(new_mask[n], (values[n] >= 0.25).float())
@@ -242,25 +243,34 @@ def test_missing_previous_relaxed_mask_is_an_error(tmp_path):
 
 
 # ---- sigmoid ablation ------------------------------------------------------------------------------
-def test_sigmoid_mask_schedule_start_and_threshold(tmp_path):
+def test_sigmoid_mask_follows_continuous_sparsification(tmp_path):
+    """m = sigmoid(beta s) / sigmoid(s0) starts at 1; beta reaches beta_final at the search's last epoch;
+    penalty lambda * sum m; prune sigmoid(beta_final s) < alpha (0.5: keep s >= 0); the next level starts
+    from min(beta_final s, s0); scores have no weight decay and the training lr."""
     model = small_model()
     hp = SigmoidMaskHparams(pruning_strategy="sigmoid_mask", initial_mask_value=0.3, pruning_layers_to_ignore=IGNORE)
     s = SigmoidMask(model, Mask.ones_like(model), hp, start_epoch=2, total_epochs=12)
-    torch.testing.assert_close(s.mask_values(), torch.full_like(s.variable, 0.3))  # m = initial value at beta = 1
-    for epoch, expected in ((2, 1.0), (7, 200 ** 0.5), (11, 200 ** 0.9)):
+    torch.testing.assert_close(s.mask_values(), torch.ones_like(s.variable))      # rescaled: starts at 1
+    assert float(s.variable[0].detach()) == pytest.approx(math.log(0.3 / 0.7))              # s0 = logit(0.3)
+    for epoch, expected in ((2, 1.0), (7, 200 ** (5 / 9)), (11, 200.0)):
         s.on_epoch_start(epoch, 12)
         assert s.beta == pytest.approx(expected)
-    assert float(s.penalty().detach()) == pytest.approx(1e-6 * float(s.mask_values().detach().sum()))
-    strategy = pruning_strategies.get("sigmoid_mask")(SigmoidMaskHparams(pruning_strategy="sigmoid_mask",
-                                                                          pruning_layers_to_ignore=IGNORE))
+    assert float(s.penalty().detach()) == pytest.approx(1e-8 * float(s.mask_values().detach().sum()))
+    strategy = pruning_strategies.get("sigmoid_mask")(SigmoidMaskHparams(
+        pruning_strategy="sigmoid_mask", initial_mask_value=0.6, pruning_layers_to_ignore=IGNORE))
     scores = lambda st_: {n: torch.linspace(-0.1, 0.1, v.numel()).view_as(v) for n, v in st_.relaxed_mask().items()}
-    ctx, _ = fake_context(tmp_path, 1, Mask.ones_like(model), scores)
+    ctx, seen = fake_context(tmp_path, 1, Mask.ones_like(model), scores)
     new_mask = strategy.prune(ctx)
-    # sigmoid(200 s) >= 0.4  <=>  s >= logit(0.4) / 200
-    bound = math.log(0.4 / 0.6) / 200
+    group = seen["strategy"].param_groups()[0]
+    assert group["weight_decay"] == 0.0 and "lr" not in group                     # training lr, no decay
     n = "fc_layers.1.weight"
-    assert torch.equal(new_mask[n], (torch.linspace(-0.1, 0.1, 600).view(20, 30) >= bound).float())
-    assert (ctx.artifacts_dir / "mask_scores.pth").exists() and (ctx.artifacts_dir / "relaxed_mask.pth").exists()
+    grid = torch.linspace(-0.1, 0.1, 600).view(20, 30)
+    assert torch.equal(new_mask[n], (grid >= 0).float())                          # s >= 0 survives
+    carried = io.load_torch(ctx.artifacts_dir / "mask_scores.pth")[n]
+    s0 = math.log(0.6 / 0.4)
+    torch.testing.assert_close(carried, torch.clamp(200 * grid, max=s0) * (grid >= 0))  # survivors: min(200 s, s0)
+    assert 0 < int((carried[grid >= 0] < s0).sum()) < int((grid >= 0).sum())     # both sides of the clamp occur
+    assert (ctx.artifacts_dir / "relaxed_mask.pth").exists()
 
 
 def test_soft_mask_step_gradients_equal_autograd_of_the_objective():

@@ -18,46 +18,59 @@ import torch
 
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
 from open_lth_concave.foundations import io
-from open_lth_concave.foundations.hparams import HparamError, PruningHparams, hp
+from open_lth_concave.foundations.hparams import HparamError, PruningHparams, TrainingHparams, hp
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.sparse_global import prune_exact_count
 from open_lth_concave.pruning.strategy import PruningContext, PruningError, PruningStrategy, layers_to_ignore
+from open_lth_concave.training.loop import warn
 from open_lth_concave.training.metric_logger import MetricLogger
+from open_lth_concave.training.optimizers import lr_factor_fn
 
-# Chosen by measurement (README_concave.md). Gradient descent on a product m*theta keeps
-# m^2/lr_m - theta^2/lr_theta nearly constant, so with lr_m = lr_theta a mask starting at 0.5 cannot
-# fall below ~sqrt(0.25 - theta0^2) ~ 0.49 through the loss, and lambda = 1e-6 moves it by < 1e-3:
-# nothing would ever be pruned. lr_m = 100 x lr_theta (~ (m0/theta0)^2 for theta0 ~ 0.05) lets the
-# loss move masks as far as it moves weights; the masks then spread over [0,1] by relevance, and
-# alpha = 0.4 gives IMP-like sparsity over 3 levels on digits (MNIST-10k 10ep needs alpha ~0.45-0.49).
-DEFAULT_MASK_LR_FACTOR = 100.0
-DEFAULT_THRESHOLD = 0.4
+# Defaults chosen by measurement (README_concave.md). `paper`: the mask is one more parameter of the
+# run's own optimizer (its lr, momentum and weight decay), as the paper's open_lth code treats every
+# parameter. Weight decay and lambda then drive the masks that the loss does not hold into a block
+# near m0 * exp(-D) (D = decay x sum of the mask lr over the round / (1 - momentum)), and a small alpha
+# prunes them once a round is long enough (the paper's: D ~ 2.25). `scaled` is the setting this tool
+# used before: 100 x the training lr and no decay, which moves masks by relevance in short rounds.
+MASK_OPTIMIZERS = ("paper", "scaled")
+SCALED_MASK_LR_FACTOR = 100.0
+DEFAULT_THRESHOLD = {"paper": 0.05, "scaled": 0.4}   # alpha when --threshold is not given
 HISTOGRAM_BINS = 20
 RELAXED_MASK_FILE = "relaxed_mask.pth"
 METRICS_FILE = "search_metrics.json"
+# A level that removes less than this share of its survivors, or more than 1 - it, gets a warning.
+WARN_REMOVED = 0.05
 
 
 @dataclass(kw_only=True)
 class MaskSearchHparams(PruningHparams):
     """Fields every mask search has (the concave strategies add lambda's default and the penalty's own)."""
     regularization_lambda: float = hp(1e-6, "lambda of Eq. 2: weight of the mask penalty, >= 0.")
-    threshold: float = hp(DEFAULT_THRESHOLD, "alpha in (0,1): masks below it are pruned after the search "
-                          "(0.4 measured on digits; searches that move masks less, e.g. MNIST 10ep, need ~0.45-0.49: README_concave.md).")
+    threshold: Optional[float] = hp(None, "alpha in (0,1): masks below it are pruned after the search (default: "
+                                    "0.05, a small alpha << 1 as in the paper; 0.4 with --mask_optimizer=scaled).")
     initial_mask_value: float = hp(0.5, "Mask value of every surviving weight at level 1, in (0, 1].")
+    mask_optimizer: str = hp("paper", "paper: the mask is a parameter of the run's own optimizer (its lr, momentum "
+                             "and weight decay), as in the paper; scaled: 100 x the training lr and no weight decay "
+                             "(moves masks in short runs). --mask_lr/--mask_momentum/--mask_weight_decay override it.",
+                             choices=list(MASK_OPTIMIZERS))
     mask_lr: Optional[float] = hp(None, "Mask learning rate, >= 0, following the training lr schedule "
-                                  "(default: 100 x the training lr, so the loss can move masks; README_concave.md).")
+                                  "(default: the training lr; 100 x with --mask_optimizer=scaled).")
     mask_momentum: Optional[float] = hp(None, "Mask SGD momentum, >= 0 (default: the training momentum).")
-    mask_weight_decay: float = hp(0.0, "Mask weight decay, >= 0 (0 = exactly Eq. 2).")
-    pruning_mode: str = hp("threshold", "threshold: prune masks < alpha; fraction: prune a fixed share (hard ablation).",
-                           choices=["threshold", "fraction"])
-    pruning_fraction: float = hp(0.2, "Share of surviving prunable weights removed per level in fraction mode, in (0, 1).")
+    mask_weight_decay: Optional[float] = hp(None, "Mask weight decay, >= 0 (default: the training weight decay; "
+                                            "0 with --mask_optimizer=scaled).")
+    pruning_mode: str = hp("threshold", "threshold: prune masks < alpha; target: adapt the penalty during the search "
+                           "so that --pruning_fraction of the survivors fall below alpha, then prune masks < alpha; "
+                           "fraction: prune exactly --pruning_fraction by mask value (hard ablation).",
+                           choices=["threshold", "target", "fraction"])
+    pruning_fraction: float = hp(0.2, "Share of surviving prunable weights removed per level in the target and "
+                                 "fraction modes, in (0, 1).")
     pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensors never masked or pruned (e.g. fc.weight).")
 
     def validate(self) -> None:
         super().validate()
         if not self.regularization_lambda >= 0:
             raise HparamError(f"invalid --regularization_lambda {self.regularization_lambda}: must be >= 0")
-        if not 0 < self.threshold < 1:
+        if self.threshold is not None and not 0 < self.threshold < 1:
             raise HparamError(f"invalid --threshold {self.threshold}: must be in (0, 1)")
         if not 0 < self.initial_mask_value <= 1:
             raise HparamError(f"invalid --initial_mask_value {self.initial_mask_value}: must be in (0, 1]")
@@ -67,6 +80,44 @@ class MaskSearchHparams(PruningHparams):
                 raise HparamError(f"invalid --{name} {value}: must be >= 0")
         if not 0 < self.pruning_fraction < 1:
             raise HparamError(f"invalid --pruning_fraction {self.pruning_fraction}: must be in (0, 1)")
+
+    @property
+    def alpha(self) -> float:
+        """The threshold in force: --threshold, else the default of the chosen mask optimizer."""
+        return self.threshold if self.threshold is not None else DEFAULT_THRESHOLD[self.mask_optimizer]
+
+
+@dataclass(frozen=True)
+class MaskOptimizer:
+    """The mask's parameter group, resolved against the training hyperparameters (None: as training)."""
+    lr: Optional[float]
+    momentum: Optional[float]
+    weight_decay: float
+
+    @classmethod
+    def resolve(cls, h: MaskSearchHparams, training: Optional[TrainingHparams]) -> "MaskOptimizer":
+        scaled = h.mask_optimizer == "scaled"
+        lr = h.mask_lr
+        if lr is None and scaled and training is not None:
+            lr = SCALED_MASK_LR_FACTOR * training.lr
+        decay = h.mask_weight_decay
+        if decay is None:
+            decay = 0.0 if scaled or training is None else float(training.weight_decay or 0.0)
+        return cls(lr=lr, momentum=h.mask_momentum, weight_decay=decay)
+
+
+def decay_budget(training: TrainingHparams, iterations_per_epoch: int, start: int, end: int,
+                 mask: MaskOptimizer) -> dict[str, float]:
+    """How far the mask's optimizer can move a mask over the search: the summed mask lr (schedule
+    included) over steps start..end divided by (1 - momentum), the per-unit-gradient travel of SGD with
+    momentum; D = weight decay x that (a mask the loss does not hold shrinks to about m0 exp(-D))."""
+    factor = lr_factor_fn(training, iterations_per_epoch)
+    base = mask.lr if mask.lr is not None else training.lr
+    momentum = mask.momentum if mask.momentum is not None else (training.nesterov_momentum or training.momentum or 0.0)
+    if training.optimizer_name != "sgd":
+        momentum = 0.0
+    travel = base * sum(factor(i) for i in range(start, end)) / max(1e-12, 1.0 - momentum)
+    return {"lr_sum_over_1_minus_momentum": travel, "decay_D": mask.weight_decay * travel}
 
 
 class MaskSearch(PruningStrategy):
@@ -87,12 +138,9 @@ class MaskSearch(PruningStrategy):
     def extra_metrics(self, strategy: FlatMaskStrategy) -> dict[str, Any]:
         return {}
 
-    def mask_lr(self, ctx: PruningContext) -> Optional[float]:
-        """--mask_lr, else DEFAULT_MASK_LR_FACTOR x the training lr (None: the training lr itself)."""
-        if self.hparams.mask_lr is not None:
-            return self.hparams.mask_lr
-        training = ctx.extra.get("training_hparams")
-        return DEFAULT_MASK_LR_FACTOR * training.lr if training is not None else None
+    def mask_optimizer(self, ctx: PruningContext) -> MaskOptimizer:
+        """The mask's lr / momentum / weight decay for this run (--mask_optimizer and explicit overrides)."""
+        return MaskOptimizer.resolve(self.hparams, ctx.extra.get("training_hparams"))
 
     # ---- the level --------------------------------------------------------------------------------
     def prune(self, ctx: PruningContext) -> Mask:
@@ -122,9 +170,60 @@ class MaskSearch(PruningStrategy):
         if self.carry_file != RELAXED_MASK_FILE:
             io.save_torch(relaxed_after, Path(ctx.artifacts_dir) / RELAXED_MASK_FILE)
         metrics = search_metrics(ctx, strategy, relaxed, ctx.current_mask, new_mask, ignore, search_dir)
-        metrics.update({"pruning_mode": h.pruning_mode, "threshold": h.threshold}, **self.extra_metrics(strategy))
+        metrics.update({"pruning_mode": h.pruning_mode, "threshold": h.alpha}, **self.extra_metrics(strategy))
+        metrics.update(self.budget_metrics(ctx, strategy, relaxed, ctx.current_mask))
         io.save_json(metrics, Path(ctx.artifacts_dir) / METRICS_FILE)
+        report_level(metrics, h)
         return new_mask
+
+    def budget_metrics(self, ctx: PruningContext, strategy: FlatMaskStrategy, relaxed: dict[str, torch.Tensor],
+                       before: Mask) -> dict[str, Any]:
+        """What the mask's optimizer could do over this search (D, the penalty's travel), and where the
+        surviving masks ended relative to the decay block m_start * exp(-D) and to alpha."""
+        h = self.hparams
+        training, data = ctx.extra.get("training_hparams"), ctx.extra.get("data")
+        out: dict[str, Any] = {}
+        surviving = torch.cat([relaxed[n][before[n] == 1].flatten().float() for n in relaxed]) \
+            if relaxed else torch.zeros(0)
+        n = max(1, surviving.numel())
+        out["share_exactly_0"] = float((surviving == 0).sum()) / n
+        out["share_below_threshold"] = float((surviving < h.alpha).sum()) / n
+        out["share_exactly_1"] = float((surviving == 1).sum()) / n
+        if surviving.numel():
+            q = torch.quantile(surviving[:2_000_000], torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95]))
+            out["mask_quantiles_5_25_50_75_95"] = [round(float(v), 6) for v in q]
+        target = getattr(strategy, "target", None)
+        if target is not None:
+            out["target_fraction"] = target.fraction
+            out["shrinkage_scale_final"] = target.scale
+            # the masks' own share below alpha; above the target, only the lowest target share was pruned
+            out["target_capped"] = out["share_below_threshold"] > target.fraction
+        if training is None or data is None or "start_step" not in ctx.extra:
+            return out
+        opt = self.mask_optimizer(ctx)
+        budget = decay_budget(training, data.train.iterations_per_epoch, ctx.extra["start_step"].iteration,
+                              ctx.extra["end_step"].iteration, opt)
+        out["mask_optimizer"] = {"name": h.mask_optimizer, "lr": opt.lr if opt.lr is not None else training.lr,
+                                 "momentum": opt.momentum, "weight_decay": opt.weight_decay}
+        out.update(budget)
+        regularizer = getattr(strategy, "regularizer", None)
+        lam = float(getattr(strategy, "lam", 0.0))
+        if regularizer is not None:
+            m0 = torch.tensor([h.initial_mask_value, 0.0])
+            d = regularizer.derivative(m0)
+            out["penalty_travel_at_initial_mask"] = lam * budget["lr_sum_over_1_minus_momentum"] * float(d[0])
+            out["penalty_travel_at_0"] = lam * budget["lr_sum_over_1_minus_momentum"] * float(d[1])
+        # the block: a mask the loss does not hold ends near its start value x exp(-D); "inside" = (0, 2x that]
+        previous = Path(ctx.previous_artifacts_dir or "") / RELAXED_MASK_FILE
+        if ctx.level <= 1 or ctx.previous_artifacts_dir is None or not previous.exists():
+            start = torch.full_like(surviving, h.initial_mask_value)
+        else:
+            start_values = io.load_torch(previous)
+            start = torch.cat([start_values[k].float()[before[k] == 1].flatten() for k in relaxed])
+        top = 2 * start * math.exp(-budget["decay_D"])
+        out["decay_block_top_median"] = float(top.median()) if top.numel() else None
+        out["share_in_decay_block"] = float(((surviving > 0) & (surviving <= top)).sum()) / n
+        return out
 
     def _start_values(self, ctx: PruningContext) -> Optional[dict[str, torch.Tensor]]:
         if ctx.level <= 1 or ctx.previous_artifacts_dir is None:
@@ -136,13 +235,22 @@ class MaskSearch(PruningStrategy):
         return io.load_torch(path)
 
     def _prune_relaxed(self, relaxed: dict[str, torch.Tensor], mask: Mask, ignore: set[str]) -> Mask:
+        """threshold: masks < alpha go. fraction: exactly ceil(fraction x surviving), smallest first.
+        target: masks < alpha go, but never more than the target count (the smallest of them go): a
+        penalty can only push masks down, so when the loss alone takes more masks below alpha than the
+        target asks, only the lowest are pruned (search_metrics.json records both shares)."""
         h = self.hparams
+        alive = sum(int(mask[n].sum()) for n in relaxed)
         if h.pruning_mode == "fraction":
-            alive = sum(int(mask[n].sum()) for n in relaxed)
             return prune_exact_count(relaxed, mask, math.ceil(h.pruning_fraction * alive), ignore)
         new_mask = Mask({n: v.clone() for n, v in mask.items()})
         for n, values in relaxed.items():
-            new_mask[n] = ((values >= h.threshold) & (mask[n] == 1)).float()
+            new_mask[n] = ((values >= h.alpha) & (mask[n] == 1)).float()
+        if h.pruning_mode == "target":
+            below = alive - sum(int(new_mask[n].sum()) for n in relaxed)
+            cap = math.ceil(h.pruning_fraction * alive)
+            if below > cap:
+                return prune_exact_count(relaxed, mask, cap, ignore)
         return new_mask
 
     def _check_no_dead_layer(self, mask: Mask, ignore: set[str], level: int) -> None:
@@ -150,8 +258,40 @@ class MaskSearch(PruningStrategy):
             if n not in ignore and v.numel() and not bool(v.any()):
                 raise PruningError(
                     f"level {level}: every weight of layer {n} was pruned (all its masks < alpha = "
-                    f"{self.hparams.threshold}); lower --regularization_lambda or --threshold, "
+                    f"{self.hparams.alpha}); lower --regularization_lambda or --threshold, "
                     "or add the layer to --pruning_layers_to_ignore")
+
+
+def report_level(metrics: dict[str, Any], h: MaskSearchHparams) -> None:
+    """One line on what the search did, and a one-line warning naming the knob when a level removes
+    almost nothing or almost everything (or misses its target)."""
+    ignored = set(metrics.get("ignored_layers", []))
+    before = sum(r["before"] for n, r in metrics["layers"].items() if n not in ignored)
+    removed = metrics["removed"] / before if before else 0.0
+    level, alpha = metrics["level"], h.alpha
+    q = metrics.get("mask_quantiles_5_25_50_75_95")
+    quantiles = "/".join(f"{v:.3g}" for v in q) if q else "-"
+    budget = f"; mask decay D = {metrics['decay_D']:.2f}" if "decay_D" in metrics else ""
+    print(f"Level {level} search: {metrics['removed']} of {before} surviving prunable weights pruned ({100 * removed:.1f}%), "
+          f"mask quantiles 5/25/50/75/95% {quantiles}{budget}", flush=True)
+    if h.pruning_mode == "target":
+        if removed < h.pruning_fraction - 0.02:
+            warn(f"level {level} removed {100 * removed:.1f}% of the surviving weights against the target "
+                 f"{100 * h.pruning_fraction:.1f}%: the adapted penalty did not bring enough masks below "
+                 f"alpha = {alpha} in time (a longer --training_steps or a larger --regularization_lambda helps)")
+        return
+    if h.pruning_mode != "threshold":
+        return
+    if removed < WARN_REMOVED:
+        paper_d = f" (D = {metrics['decay_D']:.2f} here; the paper's rounds have D ~ 2.3)" if "decay_D" in metrics else ""
+        warn(f"level {level} removed only {100 * removed:.1f}% of the surviving weights: the masks stayed above "
+             f"alpha = {alpha}{paper_d}; to prune more, aim with --pruning_mode=target --pruning_fraction=0.2, "
+             "or raise --regularization_lambda or --training_steps, or use --mask_optimizer=scaled "
+             "with a --threshold near the masks' median")
+    elif removed > 1 - WARN_REMOVED:
+        warn(f"level {level} removed {100 * removed:.1f}% of the surviving weights (masks below alpha = {alpha}); "
+             "to prune less, lower --threshold or --regularization_lambda, or aim with --pruning_mode=target "
+             "--pruning_fraction=0.2")
 
 
 def histogram(values: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[str, list[float]]:

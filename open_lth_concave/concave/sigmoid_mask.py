@@ -1,10 +1,16 @@
-"""Ablation `sigmoid_mask` (Section V-G): the mask is m = sigmoid(beta * s) instead of a projected m.
+"""Ablation `sigmoid_mask` (Section V-G, Fig. 9): continuous sparsification (Savarese et al.) as the
+paper's baseline, instead of a projected m with a concave penalty.
 
-s is trainable (starting at logit(initial_mask_value), carried over between levels as `mask_scores.pth`),
-beta rises each epoch as beta(t) = beta_final^(t/T) (t = epochs since the search began, T = epochs
-of the search), the penalty is lambda * sum sigmoid(beta s) over surviving entries, and after the
-search the masks sigmoid(beta_final * s) below alpha are pruned. Registered as both a training
-strategy and a pruning strategy.
+As in continuous sparsification: the network computes with m = sigmoid(beta s) / sigmoid(s0), so the
+mask starts at exactly 1 (s0 = logit(initial_mask_value); 0.5 gives s0 = 0, that method's default);
+beta rises each epoch as beta(t) = beta_final^(t/(T-1)) for the T epochs of the search (beta_final at
+the last epoch); the penalty is lambda * sum m over surviving entries; the scores s are trained with the
+weights' own lr and momentum and no weight decay; after the search the weights whose
+sigmoid(beta_final s) is below alpha are pruned (alpha = 0.5, the default here, keeps exactly s >= 0,
+that method's ticket rule); and the next level starts from s reset to min(beta_final s, s0), so the
+survivors start over at s0 while pruned scores stay behind. Where that method and the paper are silent
+we chose: lambda 1e-8 on the sum of masks (that method's code default), carried scores in
+`mask_scores.pth`. Registered as both a training strategy and a pruning strategy.
 """
 from __future__ import annotations
 
@@ -29,14 +35,24 @@ from open_lth_concave.training.strategy import registry as training_strategies
 @dataclass(kw_only=True)
 class SigmoidMaskHparams(MaskSearchHparams):
     _group_name: ClassVar[str] = "Pruning Hyperparameters (sigmoid_mask)"
-    _description: ClassVar[str] = "Ablation: mask sigmoid(beta s) with a rising temperature beta, instead of a concave penalty."
-    beta_final: float = hp(200.0, "beta at the end of the search; beta(t) = beta_final^(t/T), >= 1.")
+    _description: ClassVar[str] = ("Ablation: continuous sparsification, mask sigmoid(beta s)/sigmoid(s0) with a rising "
+                                   "temperature beta, instead of a concave penalty.")
+    regularization_lambda: float = hp(1e-8, "lambda: weight of the penalty on the sum of masks, >= 0.")
+    threshold: Optional[float] = hp(0.5, "alpha in (0,1): weights with sigmoid(beta_final s) below it are pruned "
+                          "(0.5: keep s >= 0, continuous sparsification's rule).")
+    initial_mask_value: float = hp(0.5, "sigmoid(s0): s starts at s0 = logit(value) (0.5: s0 = 0); the mask "
+                                   "sigmoid(beta s)/sigmoid(s0) starts at 1.")
+    mask_weight_decay: Optional[float] = hp(0.0, "Weight decay of the scores s, >= 0 (continuous sparsification: 0).")
+    beta_final: float = hp(200.0, "beta at the last epoch of the search; beta(t) = beta_final^(t/(T-1)), >= 1.")
 
     def validate(self) -> None:
         super().validate()
         if not self.initial_mask_value < 1:
             raise HparamError(f"invalid --initial_mask_value {self.initial_mask_value}: must be in (0, 1) "
                               "for sigmoid_mask (its logit must be finite)")
+        if self.pruning_mode == "target":
+            raise HparamError("invalid --pruning_mode target for sigmoid_mask: allowed: threshold, fraction "
+                              "(target is for the concave_<regularizer> strategies)")
         if not self.beta_final >= 1:
             raise HparamError(f"invalid --beta_final {self.beta_final}: must be >= 1")
 
@@ -61,13 +77,22 @@ class SigmoidMask(FlatMaskStrategy):
         p = self.hparams.initial_mask_value
         return math.log(p / (1 - p))
 
+    @property
+    def s0(self) -> float:
+        return self.default_start_value()
+
     def on_epoch_start(self, epoch: int, total_epochs: int) -> None:
-        span = max(1, (self.total_epochs if self.total_epochs is not None else total_epochs) - self.start_epoch)
+        span = max(1, (self.total_epochs if self.total_epochs is not None else total_epochs) - self.start_epoch - 1)
         t = min(max(epoch - self.start_epoch, 0), span)
         self.beta = self.hparams.beta_final ** (t / span)
 
     def mask_values(self) -> torch.Tensor:
-        return torch.sigmoid(self.beta * self.variable) * self.alive
+        return torch.sigmoid(self.beta * self.variable) * (self.alive / self.hparams.initial_mask_value)
+
+    def reset_scores(self) -> dict[str, torch.Tensor]:
+        """What the next level starts from: min(beta_final s, s0) (survivors start over at s0)."""
+        with torch.no_grad():
+            return self.layout.to_dict(torch.clamp(self.hparams.beta_final * self.variable, max=self.s0) * self.alive)
 
     def final_mask(self) -> torch.Tensor:
         return torch.sigmoid(self.hparams.beta_final * self.variable.detach()) * self.alive
@@ -83,7 +108,7 @@ class SigmoidMask(FlatMaskStrategy):
     def metrics(self) -> dict[str, float]:
         m, n = self.final_mask(), self.alive.sum().clamp_min(1)
         return {"mask_beta": self.beta, "mask_mean": float(m.sum() / n),
-                "mask_above_threshold": float(((m >= self.hparams.threshold) * self.alive).sum() / n)}
+                "mask_above_threshold": float(((m >= self.hparams.alpha) * self.alive).sum() / n)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"scores": self.layout.to_dict(self.variable), "beta": self.beta}
@@ -100,12 +125,15 @@ class SigmoidMaskSearch(MaskSearch):
     carry_file = "mask_scores.pth"
 
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:
-        hparams = dataclasses.replace(self.hparams, mask_lr=self.mask_lr(ctx))
+        opt = self.mask_optimizer(ctx)
+        hparams = dataclasses.replace(self.hparams, mask_lr=opt.lr, mask_momentum=opt.momentum,
+                                      mask_weight_decay=opt.weight_decay)
         return functools.partial(SigmoidMask, hparams=hparams, initial_scores=start,
                                  start_epoch=ctx.extra["start_step"].ep, total_epochs=ctx.extra["end_step"].ep)
 
     def carried_values(self, strategy: FlatMaskStrategy, relaxed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return strategy.variable_values()
+        after = strategy.reset_scores()
+        return {n: v * (relaxed[n] > 0) for n, v in after.items()}
 
     def extra_metrics(self, strategy: FlatMaskStrategy) -> dict[str, Any]:
         return {"beta_final": self.hparams.beta_final}

@@ -19,6 +19,7 @@ from torch import nn
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
 from open_lth_concave.concave.regularizers import Regularizer
 from open_lth_concave.concave.regularizers import registry as regularizers
+from open_lth_concave.concave.target import SparsityTarget
 from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.strategy import registry as training_strategies
@@ -32,10 +33,11 @@ class SoftMaskHparams(Hparams):
     regularizer: str = hp("log", "The concave penalty r (a registered regularizer).")
     regularization_lambda: Optional[float] = hp(None, "lambda of Eq. 2 (default: the regularizer's own).")
     initial_mask_value: float = hp(0.5, "Mask value of every surviving weight when no mask is carried over.")
-    threshold: float = hp(0.5, "alpha: only used here for the logged fraction of masks >= alpha.")
+    threshold: float = hp(0.05, "alpha: only used here for the logged fraction of masks >= alpha.")
     mask_lr: Optional[float] = hp(None, "Mask learning rate (default: the training lr).")
     mask_momentum: Optional[float] = hp(None, "Mask SGD momentum (default: the training momentum).")
-    mask_weight_decay: float = hp(0.0, "Mask weight decay (0 = exactly Eq. 2).")
+    mask_weight_decay: float = hp(0.0, "Mask weight decay (0 = exactly Eq. 2; the concave strategies pass the "
+                                  "training weight decay by default, as the paper's optimizer does).")
     pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensors that keep plain weights.")
 
 
@@ -46,14 +48,27 @@ class SoftMask(FlatMaskStrategy):
 
     def __init__(self, model: nn.Module, mask: Mask, hparams: Optional[Hparams] = None, *,
                  regularizer: Optional[Regularizer] = None,
-                 initial_mask: Optional[dict[str, torch.Tensor]] = None):
+                 initial_mask: Optional[dict[str, torch.Tensor]] = None,
+                 target: Optional[SparsityTarget] = None):
         super().__init__(model, mask, hparams, initial_variable=initial_mask)
         h = self.hparams
         self.regularizer = regularizer if regularizer is not None else regularizers.get(h.regularizer)()
         self.lam = (h.regularization_lambda if h.regularization_lambda is not None
                     else self.regularizer.default_lambda)
+        # With a sparsity target the mask's weight decay is applied here (scaled with the penalty)
+        # instead of by the optimizer; for SGD and Adam that is the same update (decay joins the gradient).
+        self.target = target
+        self.decay = float(h.mask_weight_decay or 0.0) if target is not None else 0.0
+        self.alive_bool = self.alive > 0
+        self.n_alive = int(self.alive_bool.sum())
         with torch.no_grad():
             self.variable.clamp_(0.0, 1.0)
+
+    def optimizer_settings(self) -> dict[str, Any]:
+        settings = super().optimizer_settings()
+        if self.target is not None:
+            settings["weight_decay"] = 0.0
+        return settings
 
     def default_start_value(self) -> float:
         return self.hparams.initial_mask_value
@@ -63,10 +78,14 @@ class SoftMask(FlatMaskStrategy):
 
     @torch.no_grad()
     def before_step(self) -> None:
-        if self.lam != 0:
+        scale = self.target.scale if self.target is not None else 1.0
+        if self.lam != 0 or self.decay != 0:
             if self.variable.grad is None:
                 self.variable.grad = torch.zeros_like(self.variable)
-            self.regularizer.add_derivative_(self.variable.grad, self.variable, self.lam)
+            if self.lam != 0:
+                self.regularizer.add_derivative_(self.variable.grad, self.variable, scale * self.lam)
+            if self.decay != 0:
+                self.variable.grad.add_(self.variable, alpha=scale * self.decay)
         super().before_step()
 
     @torch.no_grad()
@@ -74,18 +93,28 @@ class SoftMask(FlatMaskStrategy):
         # Projection onto [0,1]. Pruned entries start at 0 and get exactly zero gradient (before_step),
         # so SGD (momentum, decay) leaves them at exactly 0: no re-masking pass needed here.
         self.variable.clamp_(0.0, 1.0)
+        if self.target is not None:
+            self.target.observe(self.variable, self.alive_bool, self.n_alive)
         super().after_step()
 
     @torch.no_grad()
     def metrics(self) -> dict[str, float]:
         m, alive = self.variable, self.alive
         n = alive.sum().clamp_min(1)
-        return {"mask_regularizer": float(self.regularizer.value(m).sum()),
-                "mask_mean": float(m.sum() / n),
-                "mask_above_threshold": float(((m >= self.hparams.threshold) * alive).sum() / n)}
+        values = {"mask_regularizer": float(self.regularizer.value(m).sum()),
+                  "mask_mean": float(m.sum() / n),
+                  "mask_above_threshold": float(((m >= self.hparams.threshold) * alive).sum() / n)}
+        if self.target is not None:
+            values["shrinkage_scale"] = self.target.scale
+        return values
 
     def state_dict(self) -> dict[str, Any]:
-        return {"relaxed_mask": self.layout.to_dict(self.variable)}
+        state: dict[str, Any] = {"relaxed_mask": self.layout.to_dict(self.variable)}
+        if self.target is not None:
+            state["target"] = self.target.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict({"variable": state["relaxed_mask"]})
+        if self.target is not None and "target" in state:
+            self.target.load_state_dict(state["target"])

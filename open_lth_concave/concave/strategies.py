@@ -20,6 +20,7 @@ from open_lth_concave.concave.regularizers import Regularizer
 from open_lth_concave.concave.regularizers import registry as regularizers
 from open_lth_concave.concave.search import MaskSearch, MaskSearchHparams
 from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
+from open_lth_concave.concave.target import SparsityTarget
 from open_lth_concave.foundations.hparams import hp
 from open_lth_concave.foundations.registry import UnknownNameError
 from open_lth_concave.pruning.strategy import PruningContext
@@ -39,15 +40,20 @@ class ConcaveSearch(MaskSearch):
             **{k: v for k, v in self.hparams.to_dict().items() if k in own}))
 
     def soft_mask_hparams(self, ctx: PruningContext) -> SoftMaskHparams:
-        h = self.hparams
+        h, opt = self.hparams, self.mask_optimizer(ctx)
         return SoftMaskHparams(regularizer=self.regularizer_name, regularization_lambda=h.regularization_lambda,
-                               initial_mask_value=h.initial_mask_value, threshold=h.threshold, mask_lr=self.mask_lr(ctx),
-                               mask_momentum=h.mask_momentum, mask_weight_decay=h.mask_weight_decay,
+                               initial_mask_value=h.initial_mask_value, threshold=h.alpha, mask_lr=opt.lr,
+                               mask_momentum=opt.momentum, mask_weight_decay=opt.weight_decay,
                                pruning_layers_to_ignore=h.pruning_layers_to_ignore)
 
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:
+        h = self.hparams
+        target = None
+        if h.pruning_mode == "target":
+            steps = ctx.extra["end_step"].iteration - ctx.extra["start_step"].iteration
+            target = SparsityTarget(fraction=h.pruning_fraction, threshold=h.alpha, total_steps=steps)
         return functools.partial(SoftMask, hparams=self.soft_mask_hparams(ctx), regularizer=self.regularizer(),
-                                 initial_mask=start)
+                                 initial_mask=start, target=target)
 
 
 def _first_line(text: Optional[str]) -> str:
