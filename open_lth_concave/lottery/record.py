@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import distributed, io
 from open_lth_concave.foundations.hparams import HparamError
 
 HPARAMS_FILE = "hparams.json"
@@ -91,11 +91,14 @@ def record_or_check(desc, experiment_dir: Path, write: bool = True,
     experiment_dir = Path(experiment_dir)
     path = experiment_dir / HPARAMS_FILE
     current = _plain(desc.to_dict())
-    if not path.exists():
+    recorded = io.load_json(path) if path.exists() else None
+    # under torchrun every process decides on the record as it was before rank 0 writes it, so all of them
+    # take the same branch and call the same collectives (save_json ends with a barrier)
+    distributed.barrier()
+    if recorded is None:
         if write:
             io.save_json(current, path)
         return
-    recorded = io.load_json(path)
     if not isinstance(recorded, dict):
         raise io.CorruptFileError(f"cannot read {path}: not a hyperparameter record (a JSON object of groups)")
     differing, unrecorded, gone = compare(recorded, current)

@@ -77,7 +77,9 @@ def sessions(run_dir: Path) -> Optional[list[dict[str, Any]]]:
 def start_session(run_dir: Path, record: dict[str, Any], from_iteration: int, resumed: bool) -> list[str]:
     """Record that the run starts (or resumes) here; returns how the platform differs from the one the
     resumed part was trained on (empty when it does not, or on a fresh start)."""
+    from open_lth_concave.foundations import distributed
     before = (sessions(run_dir) or []) if resumed else []
+    distributed.barrier()  # every process has read the record before rank 0 rewrites it
     changed = differences(before[-1]["platform"], record) if before else []
     entry = {"from_iteration": int(from_iteration), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "platform": record}
     io.save_json({"sessions": before + [entry]}, Path(run_dir) / FILE)
