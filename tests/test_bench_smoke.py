@@ -8,6 +8,7 @@ figures, without importing torchvision.
 from __future__ import annotations
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -81,3 +82,29 @@ def test_stacked_replicates_benchmark_runs():
             if line.startswith("| LeNet-300-100")]
     assert [r[1] for r in rows] == ["one run (`loop.train`)", "1 stacked", "2 stacked"], proc.stdout
     assert all(float(r[2]) > 0 and float(r[3].rstrip("x")) > 0 for r in rows)
+
+
+def test_fidelity_table_runs_every_strategy_shares_level_0_and_matches_imp(tmp_path):
+    """bench/fidelity.py on digits, one replicate, one short level: every strategy and branch runs, level 0
+    is trained once and shared (same accuracy, hard-linked final model), the matched IMP lands where
+    concave_log lands, and a second call with --report_only prints the same table without training."""
+    env = {**os.environ, "OPEN_LTH_ROOT": str(tmp_path / "root"), "OPEN_LTH_NO_DOWNLOAD": "1"}
+    cmd = [sys.executable, str(REPO / "bench" / "fidelity.py"), "--preset=digits_lenet_300_100", "--levels=1",
+           "--replicates=1", "--threads=1", "--flag=--training_steps=1ep",
+           "--concave_flag=--mask_optimizer=scaled"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    table = [line for line in first.stdout.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| level | sparse_global (IMP, 20%) | concave_log | concave_l1 | IMP matched (")
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")][1:] for line in table]
+    level0, level1 = cells[1], cells[2]
+    assert len(set(level0)) == 1                                        # one dense level 0 for all
+    concave_log = float(level1[1].split()[0])
+    matched = float(level1[3].split()[0])
+    assert concave_log < 100 and abs(matched - concave_log) < 0.5      # IMP lands on concave_log sparsity (its
+    # fraction counts fc.weight, which the concave strategies leave alone: ~0.3 points apart here)
+    assert sum("branch" in line and "(n=1)" in line for line in first.stdout.splitlines()) == 4
+    finals = list((tmp_path / "root").glob("lottery_*/replicate_1/level_0/main/model_ep1_it0.pth"))
+    assert len(finals) == 4 and len({f.stat().st_ino for f in finals}) == 1   # shared, not retrained
+    again = subprocess.run(cmd + ["--report_only"], capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert again.returncode == 0 and [l for l in again.stdout.splitlines() if l.startswith("| ")] == table

@@ -46,7 +46,10 @@ def test_two_process_gloo_matches_single_process(tmp_path):
 def test_two_process_concave_search_matches_single_process(tmp_path):
     """The relaxed mask is trained outside the model: its gradients (task loss summed over processes,
     penalty added once) must make every process hold the single-process mask."""
-    extra = ["--pruning_strategy=concave_log", "--pruning_layers_to_ignore=fc.weight"]
+    # The scaled mask optimizer (100 x lr) so that a 2-epoch digits search prunes; its lr also amplifies
+    # the summation-order difference: measured 2.5e-5 on the mask (AMD EPYC without AVX-512), 1.2e-6
+    # on a CPU with it. The masks that come out must still be identical (checked below).
+    extra = ["--pruning_strategy=concave_log", "--mask_optimizer=scaled", "--pruning_layers_to_ignore=fc.weight"]
     single, _ = run(tmp_path / "one", 1, extra)
     double, _ = run(tmp_path / "two", 2, extra)
     compared = 0
@@ -56,7 +59,7 @@ def test_two_process_concave_search_matches_single_process(tmp_path):
         b = b if isinstance(b, dict) else {"": b}
         for k, v in a.items():
             if isinstance(v, torch.Tensor) and v.is_floating_point():
-                assert (v - b[k]).abs().max().item() < TOLERANCE, (path, k)
+                assert (v - b[k]).abs().max().item() < 10 * TOLERANCE, (path, k)
                 compared += 1
     assert compared > 10
     relaxed = io.load_torch(next(double.rglob("relaxed_mask.pth")))

@@ -48,7 +48,7 @@ def test_compiled_soft_mask_search_on_cpu_matches_eager(tmp_path):
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         root = tmp_path / name
         assert cli.main(["lottery", "--default_hparams=digits_lenet_300_100", "--levels=1", "--training_steps=1ep",
-                         "--pruning_strategy=concave_log", "--quiet", "--root", str(root), *extra]) == 0
+                         "--pruning_strategy=concave_log", "--mask_optimizer=scaled", "--quiet", "--root", str(root), *extra]) == 0
         (rep,) = list(root.glob("lottery_*/replicate_1"))
         levels[name] = json.loads((rep / "report.json").read_text())["levels"]
     eager, compiled = levels["eager"][1], levels["compiled"][1]
