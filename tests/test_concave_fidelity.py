@@ -163,3 +163,17 @@ def test_default_concave_run_on_digits_warns_and_target_mode_lands_on_its_target
         before = sum(r["before"] for r in metrics["layers"].values())
         assert abs(metrics["removed"] / before - 0.3) <= 0.02, (level, metrics["removed"] / before)
         assert metrics["target_fraction"] == 0.3 and metrics["shrinkage_scale_final"] > 0
+    assert cli.main(["summary", str(rep)]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("- level ")]
+    assert len(notes) == 2 and all("target mode, alpha 0.4" in n and "mask optimizer scaled" in n and "D = 0" in n
+                                   and "target 30.0%" in n for n in notes), notes
+
+
+def test_summary_notes_survive_a_damaged_search_metrics_file(tmp_path):
+    cls = pruning_strategies.get("concave_log")
+    (tmp_path / "search_metrics.json").write_text("[1, 2")
+    assert cls.level_notes(tmp_path) == []
+    (tmp_path / "search_metrics.json").write_text('{"removed": "many", "decay_D": null, "mask_optimizer": 3}')
+    (note,) = cls.level_notes(tmp_path)
+    assert note.startswith("? mode, alpha -, removed -") and "D = -" in note

@@ -225,6 +225,34 @@ class MaskSearch(PruningStrategy):
         out["share_in_decay_block"] = float(((surviving > 0) & (surviving <= top)).sum()) / n
         return out
 
+    @classmethod
+    def level_notes(cls, artifacts_dir: Path) -> list[str]:
+        """One line per level for `open_lth summary`: the mask optimizer, its decay budget D and the
+        penalty's travel, and where the masks ended (at 0, below alpha, in the decay block)."""
+        try:
+            m = io.load_json(Path(artifacts_dir) / METRICS_FILE)
+        except (io.CorruptFileError, FileNotFoundError, OSError):
+            return []
+        if not isinstance(m, dict):
+            return []
+
+        def num(key: str, fmt: str, scale: float = 1.0) -> str:
+            value = m.get(key)
+            return format(scale * value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+        opt = m.get("mask_optimizer") if isinstance(m.get("mask_optimizer"), dict) else {}
+        parts = [f"{m.get('pruning_mode', '?')} mode, alpha {num('threshold', 'g')}, removed {num('removed', '.0f')}"]
+        if opt:
+            parts.append(f"mask optimizer {opt.get('name')} (lr {opt.get('lr')}, momentum {opt.get('momentum') or 'as training'}, "
+                         f"weight decay {opt.get('weight_decay')})")
+        if "decay_D" in m:
+            parts.append(f"D = {num('decay_D', '.3g')}, penalty travel {num('penalty_travel_at_initial_mask', '.3g')} "
+                         f"at m0 / {num('penalty_travel_at_0', '.3g')} at 0")
+        parts.append(f"masks at 0 {num('share_exactly_0', '.1f', 100)}%, below alpha {num('share_below_threshold', '.1f', 100)}%, "
+                     f"in the decay block {num('share_in_decay_block', '.1f', 100)}%")
+        if "target_fraction" in m:
+            parts.append(f"target {num('target_fraction', '.1f', 100)}%{' (capped)' if m.get('target_capped') else ''}")
+        return ["; ".join(parts)]
+
     def _start_values(self, ctx: PruningContext) -> Optional[dict[str, torch.Tensor]]:
         if ctx.level <= 1 or ctx.previous_artifacts_dir is None:
             return None

@@ -49,6 +49,12 @@ class PruningStrategy:
     def prune(self, ctx: PruningContext) -> Mask:
         raise NotImplementedError
 
+    @classmethod
+    def level_notes(cls, artifacts_dir: Path) -> list[str]:
+        """Lines `open_lth summary` shows for one level's pruning artifacts (what the strategy kept in
+        `level_L/pruning/`); none by default. Must not fail on missing or damaged files."""
+        return []
+
 
 registry: Registry[type[PruningStrategy]] = Registry("pruning strategy")
 

@@ -65,6 +65,22 @@ def platforms_text(replicate_dir: Path) -> str:
     return "\n".join(f"- {line}: {', '.join(folders)}" for line, folders in runs.items())
 
 
+def pruning_notes(strategy: str, replicate_dir: Path, levels: list[int]) -> str:
+    """The registered strategy's own notes on each level's pruning artifacts (none for unknown strategies)."""
+    from open_lth_concave.foundations.registry import UnknownNameError
+    from open_lth_concave.pruning.strategy import registry
+    try:
+        cls = registry.get(strategy)
+    except (UnknownNameError, ValueError):
+        return ""
+    lines = []
+    for level in levels:
+        folder = replicate_dir / f"level_{level}" / "pruning"
+        if level > 0 and folder.is_dir():
+            lines += [f"- level {level}: {note}" for note in cls.level_notes(folder)]
+    return "\n".join(lines)
+
+
 def _run_order(folder: Path) -> tuple:
     level = next((p for p in folder.parts if p.startswith("level_")), "level_")
     number = level[6:]
@@ -80,6 +96,9 @@ def render(exp: Experiment) -> str:
     for rep, rows in sorted(exp.replicates.items()):
         rep_dir = exp.path / f"replicate_{rep}"
         parts += ["", f"## Replicate {rep}", "", levels_table(rows)]
+        notes = pruning_notes(exp.strategy, rep_dir, [r["level"] for r in rows])
+        if notes:
+            parts += ["", "Pruning of each level:", "", notes]
         platforms = platforms_text(rep_dir)
         if platforms:
             parts += ["", "Platform and versions of each run:", "", platforms]
