@@ -23,7 +23,7 @@ from typing import Any, Optional
 import torch
 
 RAMP = 0.5            # share of the search over which the quantile travels down to alpha
-GAIN = 0.03           # integral gain: change of log c per update at a relative quantile error of 1
+GAIN = 0.1            # integral gain: change of log c per update at a relative quantile error of 1
 PROPORTIONAL = 2.0    # proportional gain on log c: pressure drops at once when the quantile undershoots
 UPDATES = 1000        # controller updates per search (one every total_steps // UPDATES steps)
 LOG_SCALE_BOUNDS = (math.log(1e-6), math.log(1e9))
