@@ -18,62 +18,61 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
+
+from open_lth_concave import cli, plugins
+from open_lth_concave.lottery.share import share_dense_level
+from open_lth_concave.training.metric_logger import MetricLogger
 
 CONCAVE = ["concave_log", "concave_l1"]
 BRANCHES = ["randomly_prune", "randomly_reinitialize"]
 
 
-def lottery_cmd(args, replicate: int, strategy_flags: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "open_lth_concave", "lottery", f"--default_hparams={args.preset}",
-           f"--levels={args.levels}", f"--replicate={replicate}", "--quiet", *strategy_flags, *args.flag]
+def lottery_argv(args, replicate: int, strategy_flags: list[str]) -> list[str]:
+    argv = [f"--default_hparams={args.preset}", f"--levels={args.levels}", f"--replicate={replicate}", "--quiet",
+            *strategy_flags, *args.flag]
     if args.model_name:
-        cmd.append(f"--model_name={args.model_name}")
+        argv.append(f"--model_name={args.model_name}")
     if args.threads:
-        cmd.append(f"--threads={args.threads}")
-    return cmd
+        argv.append(f"--threads={args.threads}")
+    return argv
 
 
-def location(cmd: list[str]) -> Path:
-    out = subprocess.run(cmd + ["--display_output_location"], capture_output=True, text=True, check=True)
-    return Path(out.stdout.strip().splitlines()[-1])
+def cli_run(argv: list[str]) -> None:
+    """Run one `open_lth` command in this process (no interpreter start-up per run)."""
+    code = cli.main(argv)
+    if code != 0:
+        raise SystemExit(f"open_lth {' '.join(argv)} failed with exit code {code}")
 
 
-def share_level_0(cmd: list[str]) -> None:
-    """Link a sibling's finished level 0 into this experiment (nothing when there is none yet)."""
-    from open_lth_concave import cli, plugins
-    from open_lth_concave.lottery.share import share_dense_level
-    plugins.load_plugins()
-    runner, _ = cli.make_lottery_runner(cmd[4:])
-    share_dense_level(runner)
+def location(argv: list[str]) -> Path:
+    """The replicate folder of a lottery, from its hyperparameters (nothing runs)."""
+    runner, _ = cli.make_lottery_runner(argv)
+    return Path(runner.replicate_dir)
 
 
 def run_lottery(args, replicate: int, strategy_flags: list[str]) -> Path:
-    cmd = lottery_cmd(args, replicate, strategy_flags)
-    rep = location(cmd)
+    argv = lottery_argv(args, replicate, strategy_flags)
+    rep = location(argv)
     if not args.report_only and not (rep / "report.json").exists():
-        share_level_0(cmd)
-        subprocess.run(cmd, check=True)
+        runner, _ = cli.make_lottery_runner(argv)
+        share_dense_level(runner)               # the dense level 0 of a sibling strategy, if finished
+        cli_run(["lottery", *argv])
     return rep
 
 
 def run_branch(args, replicate: int, strategy_flags: list[str], branch: str) -> Optional[float]:
     """The branch's final test accuracy at the last level of the trunk (None when not run)."""
-    trunk = lottery_cmd(args, replicate, strategy_flags)       # its --levels is also the level branched from
-    cmd = trunk[:3] + ["lottery_branch", branch] + trunk[4:]
-    if branch == "randomly_prune":
-        cmd.append(f"--seed={replicate}")
-    found = sorted((location(trunk) / f"level_{args.levels}").glob(f"lottery_branch_{branch}_*/logger"))
+    trunk = lottery_argv(args, replicate, strategy_flags)      # its --levels is also the level branched from
+    argv = ["lottery_branch", branch, *trunk] + ([f"--seed={replicate}"] if branch == "randomly_prune" else [])
+    pattern = f"lottery_branch_{branch}_*/logger"
+    found = sorted((location(trunk) / f"level_{args.levels}").glob(pattern))
     if not args.report_only and not found:
-        subprocess.run(cmd, check=True)
-        found = sorted((location(trunk) / f"level_{args.levels}").glob(f"lottery_branch_{branch}_*/logger"))
-    if not found:
-        return None
-    from open_lth_concave.training.metric_logger import MetricLogger
-    return MetricLogger.load(found[-1]).last("test_accuracy")
+        cli_run(argv)
+        found = sorted((location(trunk) / f"level_{args.levels}").glob(pattern))
+    return MetricLogger.load(found[-1]).last("test_accuracy") if found else None
 
 
 def levels_of(rep: Path) -> Optional[list[dict]]:
@@ -101,6 +100,7 @@ def main() -> None:
     parser.add_argument("--concave_flag", action="append", default=[], help="one more flag for the concave runs")
     parser.add_argument("--report_only", action="store_true", help="run nothing; print what is finished")
     args = parser.parse_args()
+    plugins.load_plugins()
     replicates = [int(r) for r in args.replicates.split(",")]
 
     table: dict[str, list[Optional[list[dict]]]] = {}
