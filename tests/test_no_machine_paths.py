@@ -11,13 +11,15 @@ HOME_PREFIXES = ("/home/", "/Users/", "/root/")
 
 
 def machine_paths(source: str) -> list[str]:
-    """String literals that are absolute paths under this checkout's parent folder or a home folder."""
-    workspace = str(REPO.parent.resolve()).rstrip("/") + "/"
+    """String literals that are absolute paths into this checkout, the `shared` folder beside it, or a
+    home folder. (Not everything under the checkout's parent: a clone may sit in /tmp, where tests
+    legitimately name other /tmp paths.)"""
+    here = {str(q).rstrip("/") + "/" for p in (REPO, REPO.parent / "shared") for q in (p.absolute(), p.resolve())}
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             text = node.value.strip()
-            if text.startswith(HOME_PREFIXES) or (workspace != "/" and text.startswith(workspace)):
+            if text.startswith(HOME_PREFIXES) or any(text.startswith(p) or text == p[:-1] for p in here):
                 found.append(text)
     return found
 
@@ -33,3 +35,4 @@ def test_the_check_catches_an_absolute_workspace_path():
     assert machine_paths(f"DATA = Path({workspace + '/shared/data/mnist10k'!r})") == [workspace + "/shared/data/mnist10k"]
     assert machine_paths("DATA = Path('/home/someone/data')") == ["/home/someone/data"]
     assert machine_paths("DATA = REPO.parent / 'shared' / 'data'") == []
+    assert machine_paths(f"OTHER = {str(REPO.parent.resolve()) + '/elsewhere/x'!r}") == []   # e.g. a clone in /tmp
