@@ -64,10 +64,11 @@ def test_sparsity_target_steers_a_synthetic_search_to_its_share():
     alive = torch.ones(n, dtype=torch.bool)
     for fraction in (0.2, 0.5):
         target = SparsityTarget(fraction=fraction, threshold=0.05, total_steps=steps)
+        target.bind(alive)
         values = m.clone()
         for _ in range(steps):
             values = (values - 0.5 * (target.scale * 1e-4 - hold)).clamp(0, 1)
-            target.observe(values, alive, n)
+            target.observe(values)
         share = float((values < 0.05).float().mean())
         assert abs(share - fraction) <= 0.02, (fraction, share, target.scale)
 

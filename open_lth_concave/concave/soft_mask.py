@@ -59,8 +59,8 @@ class SoftMask(FlatMaskStrategy):
         # instead of by the optimizer; for SGD and Adam that is the same update (decay joins the gradient).
         self.target = target
         self.decay = float(h.mask_weight_decay or 0.0) if target is not None else 0.0
-        self.alive_bool = self.alive > 0
-        self.n_alive = int(self.alive_bool.sum())
+        if target is not None:
+            target.bind(self.alive > 0)
         with torch.no_grad():
             self.variable.clamp_(0.0, 1.0)
 
@@ -94,7 +94,7 @@ class SoftMask(FlatMaskStrategy):
         # so SGD (momentum, decay) leaves them at exactly 0: no re-masking pass needed here.
         self.variable.clamp_(0.0, 1.0)
         if self.target is not None:
-            self.target.observe(self.variable, self.alive_bool, self.n_alive)
+            self.target.observe(self.variable)
         super().after_step()
 
     @torch.no_grad()

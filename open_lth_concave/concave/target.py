@@ -40,6 +40,8 @@ class SparsityTarget:
     start_quantile: Optional[float] = None
     last_quantile: float = 0.0
     last_share: float = 0.0           # share below alpha at the last update
+    alive: Optional[torch.Tensor] = None   # bool over the flat mask: the surviving entries (bind)
+    n_alive: int = 0
 
     @property
     def every(self) -> int:
@@ -56,13 +58,19 @@ class SparsityTarget:
         left = 1.0 - min(1.0, step / max(1.0, RAMP * self.total_steps))
         return self.threshold + (start - self.threshold) * left * left
 
+    def bind(self, alive: torch.Tensor) -> None:
+        """The entries (a bool tensor over the flat mask) that survive into this search."""
+        self.alive = alive
+        self.n_alive = int(alive.sum())
+
     @torch.no_grad()
-    def observe(self, values: torch.Tensor, alive: torch.Tensor, n_alive: int) -> None:
+    def observe(self, values: torch.Tensor) -> None:
         """After each optimizer step: every `every` steps, read the target-quantile and adapt c."""
         self.steps += 1
+        n_alive = self.n_alive
         if n_alive == 0 or (self.steps % self.every and self.start_quantile is not None):
             return
-        surviving = values[alive]
+        surviving = values[self.alive]
         k = max(1, min(n_alive, round(self.fraction * n_alive)))
         self.last_quantile = float(surviving.kthvalue(k).values)
         self.last_share = float((surviving < self.threshold).sum()) / n_alive
