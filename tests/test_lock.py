@@ -52,3 +52,65 @@ def test_two_processes_on_one_experiment_train_it_once(tmp_path):
     # both report the same accuracy (the waiter reads the trainer's results)
     lines = [[l for l in o.splitlines() if l.startswith("Level 1:")][0] for o, _ in outs]
     assert lines[0] == lines[1]
+
+
+def _race_for(folder, start, attempted, results):
+    """One racer: wait for the start, try once, hold what it got until every racer has tried."""
+    start.wait()
+    lock = ExperimentLock(folder)
+    try:
+        lock.acquire(wait=False)
+        got = True
+    except LockHeldError:
+        got = False
+    attempted.wait()
+    lock.release()
+    results.put(got)
+
+
+def test_processes_racing_for_a_dead_holders_lock_get_exactly_one_holder(tmp_path):
+    """Many times over: a lock left by a dead process, several processes released at the same moment to
+    take it over. The OS grants it to exactly one (the old take-over by unlink + create let two in)."""
+    import json
+    import multiprocessing
+    import socket
+    ctx = multiprocessing.get_context("fork")
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                  capture_output=True, text=True).stdout)
+    racers, trials = 6, 40
+    winners = []
+    for trial in range(trials):
+        folder = tmp_path / f"trial_{trial}"
+        folder.mkdir()
+        (folder / ".lock").write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname(), "since": 0}))
+        start, attempted, results = ctx.Barrier(racers), ctx.Barrier(racers), ctx.Queue()
+        procs = [ctx.Process(target=_race_for, args=(folder, start, attempted, results)) for _ in range(racers)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert all(p.exitcode == 0 for p in procs)
+        winners.append(sum(got))
+        assert not (folder / ".lock").exists()      # the winner removed it on release
+    assert winners == [1] * trials
+
+
+def test_a_stopped_holder_keeps_the_lock(tmp_path):
+    """A holder paused by SIGSTOP (its heartbeat stops too) still holds the lock: the OS sees it alive."""
+    import signal
+    code = ("import sys, time; from open_lth_concave.foundations.lock import ExperimentLock; "
+            f"ExperimentLock({str(tmp_path)!r}, heartbeat=0.05).acquire(); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        proc.send_signal(signal.SIGSTOP)
+        old = time.time() - 3600
+        os.utime(tmp_path / ".lock", (old, old))       # as if its heartbeat had stopped long ago
+        with pytest.raises(LockHeldError, match=f"pid {proc.pid}"):
+            ExperimentLock(tmp_path, stale_after=1).acquire(wait=False)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
+    ExperimentLock(tmp_path).acquire(wait=False).release()   # a killed holder's lock is free at once

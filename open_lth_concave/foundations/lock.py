@@ -1,12 +1,23 @@
-"""One process per experiment replicate: a lock file holding the holder's pid and host.
+"""One process per experiment replicate: an OS-level lock on a file in the folder.
 
 Two `lottery` (or `compare`) processes pointed at the same experiment must not both train it: the
-second waits for the first (or, with `wait=False`, reports who holds it). A lock is stale, and is
-taken over, when its holder is a dead process on this host, or when its heartbeat (the file's
-modification time, refreshed every few seconds by a background thread) is older than `stale_after`.
+second waits for the first (or, with `wait=False`, reports who holds it). The lock is `fcntl.flock` on
+`<folder>/.lock`: the kernel grants it to exactly one open file at a time and drops it when its holder
+exits, however it exits (killed, crashed), so a dead holder never needs to be detected, and two
+processes that arrive at the same moment can never both get it; a stopped (SIGSTOP) holder still holds
+it. The file also says who holds it (pid, host, since) for the waiting message. The holder removes the
+file while it still holds the lock; a taker checks that the file it locked is still the one at the path
+(else it locked a removed file, and tries again).
+
+What the OS cannot see is a holder on another host whose file system does not share locks between
+hosts: such a holder is recognised by its record (another host) and its heartbeat (the file's
+modification time, refreshed every few seconds by a background thread) being younger than
+`stale_after`.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -22,16 +33,6 @@ class LockHeldError(UserError, RuntimeError):
     """Another live process holds the experiment."""
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class ExperimentLock:
     def __init__(self, folder: Path, heartbeat: float = 5.0, stale_after: float = 120.0):
         self.path = Path(folder) / ".lock"
@@ -39,40 +40,58 @@ class ExperimentLock:
         self.stale_after = stale_after
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._fd: Optional[int] = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def holder(self) -> Optional[dict]:
+        """Who holds (or last held) the lock, as recorded in the file; None when unknown."""
         try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, ValueError):
+            info = json.loads(self.path.read_text())
+        except (OSError, ValueError):
             return None
+        return info if isinstance(info, dict) else None
 
-    def _stale(self) -> bool:
-        info = self.holder()
+    def _held_on_another_host(self, fd: int) -> bool:
+        """The record names a live holder on another host (fresh heartbeat) that our kernel cannot see."""
         try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
+            raw = os.pread(fd, 4096, 0)
+            info = json.loads(raw.decode()) if raw else None
+            age = time.time() - os.fstat(fd).st_mtime
+        except (OSError, ValueError):
             return False
-        if info is None:
-            return age > 5.0  # a half-written lock left by a killed process
-        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
-            return True
-        return age > self.stale_after
+        return isinstance(info, dict) and info.get("host") not in (None, socket.gethostname()) and \
+            age <= self.stale_after
 
     def _try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if self._stale():
-                try:
-                    os.unlink(self.path)
-                except FileNotFoundError:
-                    pass
-                return self._try_acquire()
-            return False
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}, f)
-        return True
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    return False
+                raise
+            try:  # the holder before us may have removed the file after we opened it: lock the current one
+                here, now = os.fstat(fd), os.stat(self.path)
+                current = (here.st_ino, here.st_dev) == (now.st_ino, now.st_dev)
+            except FileNotFoundError:
+                current = False
+            if not current:
+                os.close(fd)
+                continue
+            if self._held_on_another_host(fd):
+                os.close(fd)
+                return False
+            record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record, 0)
+            self._fd = fd
+            return True
 
     def acquire(self, wait: bool = True, poll: float = 2.0, on_wait=None) -> "ExperimentLock":
         from open_lth_concave.foundations import distributed
@@ -95,24 +114,31 @@ class ExperimentLock:
                 on_wait(message + "; waiting for it to finish")
                 announced = True
             time.sleep(poll)
+        self._stop.clear()
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
+            fd = self._fd
+            if fd is None:
+                return
             try:
-                os.utime(self.path)
-            except FileNotFoundError:
+                os.utime(fd)
+            except OSError:
                 return
 
     def release(self) -> None:
         self._stop.set()
-        info = self.holder()
-        if info and info.get("pid") == os.getpid():
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.unlink(self.path)  # still ours: nobody else can hold it while we do
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)  # closing drops the lock
 
     def __enter__(self) -> "ExperimentLock":
         return self.acquire()
