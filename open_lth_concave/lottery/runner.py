@@ -107,6 +107,11 @@ class LotteryRunner:
         lock = ExperimentLock(self.replicate_dir).acquire(
             wait=self.wait_for_lock, on_wait=lambda message: print(message, flush=True))
         try:
+            from open_lth_concave.lottery.share import share_locked
+            source = share_locked(self)  # a sibling strategy's finished dense level 0, never trained twice
+            if source is not None:
+                print(f"dense level 0 shared from {source} (same data, model and training hyperparameters)",
+                      flush=True)
             self._establish_initial_weights()
             rows = [self._run_level(level) for level in range(self.levels + 1)]
             io.save_json({"levels": rows, "strategy": self.desc.pruning_hparams.pruning_strategy},

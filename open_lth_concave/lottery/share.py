@@ -7,6 +7,12 @@ dense network k times. `share_dense_level` hard-links (or copies) a finished `le
 `level_pretrain/main`) of the same replicate from a sibling experiment before the runner starts; the
 runner then finds level 0 finished and skips it. Writes are atomic replaces, so a later rewrite of a
 linked file never changes the sibling's copy.
+
+Sharing writes into the experiment's replicate folder, so it happens only under that folder's lock
+(foundations/lock.py): `LotteryRunner.run` shares right after taking its lock (so `lottery` with a
+second strategy reuses the first strategy's level 0 as `compare` does), and `share_dense_level` called
+from outside takes the lock itself. A process that is running (or paused in) that experiment holds the
+lock, so its files are never replaced under it: the sharer waits, and then finds level 0 finished.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from open_lth_concave.foundations import io
+from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.training import loop
 
 SHARED_GROUPS = ("dataset_hparams", "model_hparams", "training_hparams",
@@ -68,10 +75,21 @@ def _link_tree(source: Path, target: Path) -> None:
 
 
 def share_dense_level(runner) -> Optional[Path]:
-    """Before `runner.run()`: reuse a sibling's finished level 0 of the same replicate. Returns the
-    source folder, or None when level 0 is already finished here or no sibling has it."""
+    """Reuse a sibling's finished level 0 of the same replicate, under the lock of `runner`'s replicate
+    folder (waiting for a process that holds it, as `lottery` does). Returns the source folder, or None
+    when level 0 is already finished here or no sibling has it."""
     if not hasattr(runner, "end_step"):
         runner._setup()
+    lock = ExperimentLock(runner.replicate_dir).acquire(
+        wait=getattr(runner, "wait_for_lock", True), on_wait=lambda message: print(message, flush=True))
+    try:
+        return share_locked(runner)
+    finally:
+        lock.release()
+
+
+def share_locked(runner) -> Optional[Path]:
+    """`share_dense_level` for a caller that holds the replicate folder's lock (the runner)."""
     if loop.is_finished(runner.main_dir(0), runner.end_step):
         return None
     source = find_dense_source(runner)

@@ -179,7 +179,6 @@ def report_only(dirs: list[str], output_dir: Optional[str]) -> int:
 
 def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
     from open_lth_concave.cli import _defaults, _pre_parse, make_lottery_runner
-    from open_lth_concave.lottery.share import share_dense_level
     from open_lth_concave.report.runs import read_experiment
     preset = _pre_parse(rest).default_hparams
     job = _defaults(preset).get("job", {})
@@ -213,11 +212,7 @@ def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
                 print(f"note: {', '.join(gone)} do(es) not apply to {entry}; dropped for it")
     for r in range(1, replicates + 1):
         for i in range(len(entries)):
-            runner = runners[i, r]
-            source = share_dense_level(runner)
-            if source is not None and not quiet:
-                print(f"{entries[i][0]} replicate {r}: dense level 0 shared from {source}")
-            runner.run()
+            runners[i, r].run()  # shares a sibling's finished dense level 0 under the experiment's lock
     levels = runners[0, 1].levels
     experiments = [read_experiment(runners[i, 1].replicate_dir.parent, list(range(1, replicates + 1)), levels)
                    for i in range(len(entries))]
