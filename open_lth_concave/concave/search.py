@@ -251,6 +251,9 @@ class MaskSearch(PruningStrategy):
                      f"in the decay block {num('share_in_decay_block', '.1f', 100)}%")
         if "target_fraction" in m:
             parts.append(f"target {num('target_fraction', '.1f', 100)}%{' (capped)' if m.get('target_capped') else ''}")
+        stop = early_stop_note(m.get("early_stop"))
+        if stop:
+            parts.append(stop)
         return ["; ".join(parts)]
 
     def _start_values(self, ctx: PruningContext) -> Optional[dict[str, torch.Tensor]]:
@@ -290,6 +293,20 @@ class MaskSearch(PruningStrategy):
                     "or add the layer to --pruning_layers_to_ignore")
 
 
+def early_stop_note(e: Any) -> str:
+    """'early stop (tolerance, window): stopped at step S, N of M steps' or 'did not settle' ('' when off)."""
+    if not isinstance(e, dict):
+        return ""
+    steps, planned = e.get("search_steps"), e.get("planned_steps")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, planned)):
+        return ""
+    rule = f"early stop (tolerance {e.get('tolerance')}, window {e.get('window')})"
+    if e.get("stopped_at_iteration") is None:
+        return f"{rule}: did not settle, all {planned} steps"
+    return (f"{rule}: settled at iteration {e['stopped_at_iteration']}, {steps} of {planned} search steps "
+            f"({100 * steps / max(1, planned):.0f}%)")
+
+
 def report_level(metrics: dict[str, Any], h: MaskSearchHparams) -> None:
     """One line on what the search did, and a one-line warning naming the knob when a level removes
     almost nothing or almost everything (or misses its target)."""
@@ -300,8 +317,9 @@ def report_level(metrics: dict[str, Any], h: MaskSearchHparams) -> None:
     q = metrics.get("mask_quantiles_5_25_50_75_95")
     quantiles = "/".join(f"{v:.3g}" for v in q) if q else "-"
     budget = f"; mask decay D = {metrics['decay_D']:.2f}" if "decay_D" in metrics else ""
+    stop = early_stop_note(metrics.get("early_stop"))
     print(f"Level {level} search: {metrics['removed']} of {before} surviving prunable weights pruned ({100 * removed:.1f}%), "
-          f"mask quantiles 5/25/50/75/95% {quantiles}{budget}", flush=True)
+          f"mask quantiles 5/25/50/75/95% {quantiles}{budget}{'; ' + stop if stop else ''}", flush=True)
     if h.pruning_mode == "target":
         if removed < h.pruning_fraction - 0.02:
             warn(f"level {level} removed {100 * removed:.1f}% of the surviving weights against the target "

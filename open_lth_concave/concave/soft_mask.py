@@ -19,6 +19,7 @@ from torch import nn
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
 from open_lth_concave.concave.regularizers import Regularizer
 from open_lth_concave.concave.regularizers import registry as regularizers
+from open_lth_concave.concave.settle import SettleStop
 from open_lth_concave.concave.target import SparsityTarget
 from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.pruning.mask import Mask
@@ -49,7 +50,7 @@ class SoftMask(FlatMaskStrategy):
     def __init__(self, model: nn.Module, mask: Mask, hparams: Optional[Hparams] = None, *,
                  regularizer: Optional[Regularizer] = None,
                  initial_mask: Optional[dict[str, torch.Tensor]] = None,
-                 target: Optional[SparsityTarget] = None):
+                 target: Optional[SparsityTarget] = None, settle: Optional[SettleStop] = None):
         super().__init__(model, mask, hparams, initial_variable=initial_mask)
         h = self.hparams
         self.regularizer = regularizer if regularizer is not None else regularizers.get(h.regularizer)()
@@ -61,6 +62,9 @@ class SoftMask(FlatMaskStrategy):
         self.decay = float(h.mask_weight_decay or 0.0) if target is not None else 0.0
         if target is not None:
             target.bind(self.alive > 0)
+        self.settle = settle
+        if settle is not None:
+            settle.bind(self.alive > 0)
         with torch.no_grad():
             self.variable.clamp_(0.0, 1.0)
 
@@ -97,6 +101,10 @@ class SoftMask(FlatMaskStrategy):
             self.target.observe(self.variable)
         super().after_step()
 
+    def should_stop(self, iteration: int) -> bool:
+        """--early_stop=settled: end the search once the would-be-pruned set has settled (settle.py)."""
+        return self.settle is not None and self.settle.observe(iteration, self.variable)
+
     @torch.no_grad()
     def metrics(self) -> dict[str, float]:
         m, alive = self.variable, self.alive
@@ -112,9 +120,13 @@ class SoftMask(FlatMaskStrategy):
         state: dict[str, Any] = {"relaxed_mask": self.layout.to_dict(self.variable)}
         if self.target is not None:
             state["target"] = self.target.state_dict()
+        if self.settle is not None:
+            state["settle"] = self.settle.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict({"variable": state["relaxed_mask"]})
         if self.target is not None and "target" in state:
             self.target.load_state_dict(state["target"])
+        if self.settle is not None and "settle" in state:
+            self.settle.load_state_dict(state["settle"])

@@ -19,6 +19,7 @@ import torch
 from open_lth_concave.concave.regularizers import Regularizer
 from open_lth_concave.concave.regularizers import registry as regularizers
 from open_lth_concave.concave.search import MaskSearch, MaskSearchHparams
+from open_lth_concave.concave.settle import EarlyStopHparams
 from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
 from open_lth_concave.concave.target import SparsityTarget
 from open_lth_concave.foundations.hparams import hp
@@ -49,11 +50,17 @@ class ConcaveSearch(MaskSearch):
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:
         h = self.hparams
         target = None
+        start_iteration = ctx.extra["start_step"].iteration
+        steps = ctx.extra["end_step"].iteration - start_iteration
         if h.pruning_mode == "target":
-            steps = ctx.extra["end_step"].iteration - ctx.extra["start_step"].iteration
             target = SparsityTarget(fraction=h.pruning_fraction, threshold=h.alpha, total_steps=steps)
+        settle = h.settle_stop(h.pruning_mode, h.alpha, h.pruning_fraction, start_iteration, steps)
         return functools.partial(SoftMask, hparams=self.soft_mask_hparams(ctx), regularizer=self.regularizer(),
-                                 initial_mask=start, target=target)
+                                 initial_mask=start, target=target, settle=settle)
+
+    def extra_metrics(self, strategy) -> dict:
+        settle = getattr(strategy, "settle", None)
+        return {"early_stop": settle.summary()} if settle is not None else {}
 
 
 def _first_line(text: Optional[str]) -> str:
@@ -74,7 +81,7 @@ def concave_strategy(regularizer_name: str) -> type[ConcaveSearch]:
         f"Concave{regularizer_name.title().replace('_', '')}Hparams",
         [("regularization_lambda", float,
           hp(reg_cls.default_lambda, f"lambda of Eq. 2: weight of the {regularizer_name} mask penalty, >= 0."))],
-        bases=(reg_cls.hparams_cls, MaskSearchHparams), kw_only=True,
+        bases=(reg_cls.hparams_cls, EarlyStopHparams, MaskSearchHparams), kw_only=True,
         namespace={"_group_name": f"Pruning Hyperparameters ({name})",
                    "_description": f"Soft-mask search with the {regularizer_name} penalty: "
                                    f"{_first_line(reg_cls.__doc__)}"})

@@ -2,7 +2,8 @@
 
 Callbacks (open_lth's order): before each step and once after the last, evaluate at each epoch start
 (and at the start/end steps when mid-epoch or when evaluating only at the end), save the model at the
-start and end steps, checkpoint at each epoch boundary. The step itself is: lr for this update,
+start and end steps, checkpoint at each epoch boundary. At each epoch boundary the strategy may end
+the run early (`should_stop`); the run is then finished with that step's weights. The step itself is: lr for this update,
 forward, loss (+ the strategy's penalty), backward, the strategy's before-step hook (gradients complete),
 optimizer step, the strategy's after-step hook.
 Metrics accumulate on the device and are read only at evaluation points.
@@ -234,6 +235,8 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                 save_checkpoint(step)
             if should_evaluate(step) and not evaluated(step):
                 evaluate_now(step)
+            if step.it == 0 and strategy.should_stop(step.iteration):
+                break   # the strategy ends its run here (e.g. a mask search that has settled)
             for x, y in job.train_loader.batches(step.ep, step.it):
                 if stop_requested(step):
                     save_checkpoint(step)
@@ -260,8 +263,10 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     state = strategy.state_dict()
     if state:
         io.save_torch(state, strategy_file)
-    io.save_json({"seconds": time.time() - t0, "iterations": job.end_step.iteration - job.start_step.iteration},
-                 out / "timing.json")
+    timing = {"seconds": time.time() - t0, "iterations": step.iteration - job.start_step.iteration}
+    if step < job.end_step:   # the strategy ended the run early; its final model holds this step's weights
+        timing["stopped_at"] = step.iteration
+    io.save_json(timing, out / "timing.json")
     distributed.broadcast_buffers(model)
     io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
     io.remove(checkpoint)

@@ -56,6 +56,13 @@ class TrainingStrategy:
         """Extra values logged at evaluation points."""
         return {}
 
+    def should_stop(self, iteration: int) -> bool:
+        """Asked at each epoch boundary (the run's start included, after that boundary's checkpoint is
+        written): True ends the run there as finished, with this step's weights as its final model
+        (timing.json records `stopped_at`). Must be deterministic and resumable (keep the state in
+        `state_dict`; the same boundary may be asked again after a resume)."""
+        return False
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

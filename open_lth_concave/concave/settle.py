@@ -1,0 +1,158 @@
+"""Ending a mask search early once the set of weights it would prune has settled (`--early_stop=settled`).
+
+At every evaluation point of a search (each epoch boundary of the training loop, the run's start
+included) the set P_t of surviving entries that would be pruned if the search ended now is computed
+with the level's own pruning rule:
+  threshold  masks < alpha;
+  target     masks < alpha, at most ceil(fraction x surviving) of them (the smallest, ties included);
+  fraction   the ceil(fraction x surviving) smallest masks (ties included).
+The search ends at point t when P_t differs from each of the `window` previous sets by at most
+`tolerance` x (the level's surviving prunable weights) entries (symmetric difference), and P_t is not
+empty (a search whose masks have not reached alpha yet has an empty, stable set, which is not a
+settled one); in target mode not before the controller's ramp has ended (`target.RAMP` of the search),
+since until then the controller is still bringing masks down to alpha on purpose.
+Comparing with each earlier set of the window, not only with the previous one, also catches a
+slow drift that stays under the tolerance from one point to the next.
+
+The state (the last `window` sets, bit-packed, and the trace of changes) is part of the strategy's
+checkpoint, and each observation is keyed by its iteration (observing the same iteration again after
+a resume replaces it), so a killed and resumed search stops at exactly the same step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from open_lth_concave.concave.target import RAMP
+from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
+
+EARLY_STOP_CHOICES = ("off", "settled")
+
+
+def would_prune(values: torch.Tensor, alive: torch.Tensor, n_alive: int, mode: str, threshold: float,
+                fraction: float) -> torch.Tensor:
+    """Bool tensor over the flat mask: the entries the level's pruning rule would remove now."""
+    if n_alive == 0:
+        return torch.zeros_like(alive)
+    cap = math.ceil(fraction * n_alive)
+    if mode == "fraction":
+        cut = values[alive].kthvalue(max(1, min(n_alive, cap))).values
+        return alive & (values <= cut)
+    below = alive & (values < threshold)
+    if mode == "target" and int(below.sum()) > cap:
+        cut = values[alive].kthvalue(max(1, cap)).values
+        return alive & (values <= cut)
+    return below
+
+
+def _pack(bits: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.packbits(bits.detach().cpu().numpy().astype(np.uint8)))
+
+
+def _count_differences(a: torch.Tensor, b: torch.Tensor) -> int:
+    return int(np.unpackbits(np.bitwise_xor(a.numpy(), b.numpy())).sum())
+
+
+@dataclass
+class SettleStop:
+    """The early-stop rule of one search (see the module doc); `observe` at each evaluation point."""
+    tolerance: float                  # share of the level's surviving prunable weights
+    window: int                       # earlier evaluation points the current set is compared with
+    mode: str                         # threshold | target | fraction
+    threshold: float                  # alpha
+    fraction: float                   # --pruning_fraction (target and fraction modes)
+    total_steps: int                  # steps of the full search
+    start_iteration: int = 0          # the search's first iteration (the rewind step)
+    alive: Optional[torch.Tensor] = None
+    n_alive: int = 0
+    history: list = field(default_factory=list)   # [(iteration, packed set)], the last window + 1
+    trace: list = field(default_factory=list)     # [(iteration, share in the set, max change vs window)]
+    stopped_at: Optional[int] = None
+
+    def bind(self, alive: torch.Tensor) -> None:
+        """The entries (a bool tensor over the flat mask) that survive into this search."""
+        self.alive = alive
+        self.n_alive = int(alive.sum())
+
+    @torch.no_grad()
+    def observe(self, iteration: int, values: torch.Tensor) -> bool:
+        """Record the would-be-pruned set at this evaluation point; True: the search ends here."""
+        if self.stopped_at is not None:
+            return iteration >= self.stopped_at
+        self.history = [(it, s) for it, s in self.history if it < iteration]
+        self.trace = [t for t in self.trace if t[0] < iteration]
+        current = would_prune(values, self.alive, self.n_alive, self.mode, self.threshold, self.fraction)
+        size = int(current.sum())
+        packed = _pack(current)
+        earlier = self.history[-self.window:]
+        change = max((_count_differences(packed, s) for _, s in earlier), default=self.n_alive)
+        share = change / max(1, self.n_alive)
+        self.trace.append((iteration, round(size / max(1, self.n_alive), 6), round(share, 6)))
+        self.history = (self.history + [(iteration, packed)])[-self.window:]
+        past_ramp = self.mode != "target" or iteration - self.start_iteration >= RAMP * self.total_steps
+        if len(earlier) == self.window and size > 0 and past_ramp and change <= self.tolerance * self.n_alive:
+            self.stopped_at = iteration
+            return True
+        return False
+
+    def summary(self) -> dict[str, Any]:
+        """What search_metrics.json records about the rule and where it stopped."""
+        return {"tolerance": self.tolerance, "window": self.window, "stopped_at_iteration": self.stopped_at,
+                "search_steps": (self.stopped_at if self.stopped_at is not None
+                                 else self.start_iteration + self.total_steps) - self.start_iteration,
+                "planned_steps": self.total_steps,
+                "trace_iteration_share_in_set_change": [list(t) for t in self.trace]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history_iterations": [it for it, _ in self.history], "history_sets": [s for _, s in self.history],
+                "trace": torch.tensor(self.trace, dtype=torch.float64) if self.trace else torch.zeros(0, 3,
+                                                                                                     dtype=torch.float64),
+                "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = [(int(it), s.cpu()) for it, s in zip(state["history_iterations"], state["history_sets"])]
+        self.trace = [(int(row[0]), float(row[1]), float(row[2])) for row in state["trace"].tolist()]
+        self.stopped_at = None if state.get("stopped_at") is None else int(state["stopped_at"])
+
+
+DEFAULT_TOLERANCE = 0.01
+DEFAULT_WINDOW = 5
+
+
+@dataclass(kw_only=True)
+class EarlyStopHparams(Hparams):
+    """The early-stop flags of the concave searches (a base of their hyperparameter classes)."""
+    early_stop: str = hp("off", "settled: end the search at the first evaluation point (epoch boundary) where the set "
+                         "of weights it would prune has changed by at most --early_stop_tolerance of the surviving "
+                         "weights against each of the --early_stop_window previous points; off: search for the "
+                         "whole --training_steps.", choices=list(EARLY_STOP_CHOICES))
+    early_stop_tolerance: float = hp(DEFAULT_TOLERANCE, "With --early_stop=settled: largest change of the "
+                                     "would-be-pruned set, as a share of the level's surviving prunable weights, in "
+                                     "[0, 1).")
+    early_stop_window: int = hp(DEFAULT_WINDOW, "With --early_stop=settled: how many previous evaluation points "
+                                "the current set must agree with, >= 1.")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.early_stop_tolerance < 1:
+            raise HparamError(f"invalid --early_stop_tolerance {self.early_stop_tolerance}: must be in [0, 1)")
+        if not self.early_stop_window >= 1:
+            raise HparamError(f"invalid --early_stop_window {self.early_stop_window}: must be >= 1")
+        if self.early_stop == "off" and (self.early_stop_tolerance != DEFAULT_TOLERANCE
+                                         or self.early_stop_window != DEFAULT_WINDOW):
+            # they would change the experiment's name without changing what it does
+            raise HparamError(f"--early_stop_tolerance={self.early_stop_tolerance} / --early_stop_window="
+                              f"{self.early_stop_window} only apply with --early_stop=settled (now off)")
+
+    def settle_stop(self, mode: str, threshold: float, fraction: float, start_iteration: int,
+                    total_steps: int) -> Optional["SettleStop"]:
+        """The rule for one search, or None when early stopping is off."""
+        if self.early_stop == "off":
+            return None
+        return SettleStop(tolerance=self.early_stop_tolerance, window=self.early_stop_window, mode=mode,
+                          threshold=threshold, fraction=fraction, total_steps=total_steps,
+                          start_iteration=start_iteration)
