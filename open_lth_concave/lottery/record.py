@@ -84,6 +84,20 @@ def mismatch_message(experiment_dir: Path, differing: list[tuple[str, str, Any, 
             f"{experiment_dir} away")
 
 
+def read_record(path: Path) -> dict:
+    """hparams.json, checked: a JSON object of groups, each a table of fields (or null for an absent
+    group). It cannot be recomputed (it says what the experiment was made with): a damaged one is refused."""
+    recorded = io.load_json(path)
+    fix = f"restore it, or move {Path(path).parent} away to start anew"
+    if not isinstance(recorded, dict):
+        raise io.CorruptFileError(f"cannot use {path}: not a hyperparameter record (a JSON object of groups); {fix}")
+    bad = [g for g, v in recorded.items() if v is not None and not isinstance(v, dict)]
+    if bad or not recorded:
+        raise io.CorruptFileError(f"cannot use {path}: " + (f"group {bad[0]!r} is not a table of fields" if bad else
+                                                           "it records no hyperparameters") + f"; {fix}")
+    return recorded
+
+
 def record_or_check(desc, experiment_dir: Path, write: bool = True,
                     warn: Optional[Callable[[str], None]] = None) -> None:
     """Write `experiment_dir/hparams.json` if the experiment is new (`write`), else check the job against
@@ -91,7 +105,7 @@ def record_or_check(desc, experiment_dir: Path, write: bool = True,
     experiment_dir = Path(experiment_dir)
     path = experiment_dir / HPARAMS_FILE
     current = _plain(desc.to_dict())
-    recorded = io.load_json(path) if path.exists() else None
+    recorded = read_record(path) if path.exists() else None
     # under torchrun every process decides on the record as it was before rank 0 writes it, so all of them
     # take the same branch and call the same collectives (save_json ends with a barrier)
     distributed.barrier()
@@ -99,8 +113,6 @@ def record_or_check(desc, experiment_dir: Path, write: bool = True,
         if write:
             io.save_json(current, path)
         return
-    if not isinstance(recorded, dict):
-        raise io.CorruptFileError(f"cannot read {path}: not a hyperparameter record (a JSON object of groups)")
     differing, unrecorded, gone = compare(recorded, current)
     if differing:
         skip = tuple(PREFIXES) if getattr(desc, "rewinds_in_place", False) else ()  # same values as training's

@@ -15,12 +15,14 @@ from typing import Optional
 
 from torch import nn
 
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import io, validate
 from open_lth_concave.foundations.errors import MissingFileError
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.step import Step
+from open_lth_concave.lottery import level_files
 from open_lth_concave.lottery.desc import LotteryDesc
+from open_lth_concave.lottery.level_files import level_row  # noqa: F401 - readers import it from here
 from open_lth_concave.lottery.experiment import Data, banner, make_data, make_model
 from open_lth_concave.lottery.record import record_or_check
 from open_lth_concave.platform import Platform
@@ -29,7 +31,6 @@ from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import PruningContext
 from open_lth_concave.pruning.strategy import registry as pruning_registry
 from open_lth_concave.training import loop
-from open_lth_concave.training.metric_logger import MetricLogger
 
 
 @dataclass
@@ -137,14 +138,14 @@ class LotteryRunner:
 
     def _establish_initial_weights(self) -> None:
         start_file = loop.model_path(self.main_dir(0), self.start_step)
+        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         if start_file.exists():
             try:
-                io.load_torch(start_file)
+                validate.tensors(io.load_torch(start_file), start_file, model.state_dict(), "model state")
                 return
             except io.CorruptFileError as e:
                 loop.warn(f"{e}; making the initial weights again")
                 io.remove(start_file)
-        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         if self.desc.pretrains:
             # built for the pretraining data (its class count), then carried over to the main data
             pre_model = make_model(self.desc.model_hparams, self.pretrain_data.spec, self.replicate)
@@ -159,17 +160,24 @@ class LotteryRunner:
 
     def rewind_model(self) -> nn.Module:
         """A model holding level 0's complete state (weights and batch-norm statistics) at the rewind step."""
-        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
-        model.load_state_dict(io.load_torch(loop.model_path(self.main_dir(0), self.start_step)))
-        return model
+        return self._load_model(loop.model_path(self.main_dir(0), self.start_step), 0)
 
     def trained_model(self, level: int) -> nn.Module:
-        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         path = loop.model_path(self.main_dir(level), self.end_step)
         if not path.exists():
             raise MissingFileError(f"level {level} has no trained ticket at {path}: run `open_lth lottery` with the "
                                    f"same flags (and --levels >= {level}) to train it")
-        model.load_state_dict(io.load_torch(path))
+        return self._load_model(path, level)
+
+    def _load_model(self, path: Path, level: int) -> nn.Module:
+        """A fresh model with the state in `path`, checked against the model's keys and shapes first."""
+        model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
+        try:
+            state = validate.tensors(io.load_torch(path), path, model.state_dict(), "model state")
+        except io.CorruptFileError as e:
+            raise io.CorruptFileError(f"{e}; run `open_lth lottery` with the same flags (and --levels >= {level}) "
+                                      "to make it again") from None
+        model.load_state_dict(state)
         return model
 
     def train_from_rewind(self, model: nn.Module, mask: Mask, output_dir: Path, make_strategy=None,
@@ -180,24 +188,63 @@ class LotteryRunner:
                             evaluate_only_at_end=self.evaluate_only_at_end, label=label)
         return loop.train(job)
 
+    def _mask_shapes(self) -> dict:
+        if not hasattr(self, "_shapes"):
+            self._shapes = level_files.mask_shapes(make_model(self.desc.model_hparams, self.data.spec, self.replicate))
+        return self._shapes
+
+    def _previous_mask(self, level: int) -> Optional[Mask]:
+        """Level `level - 1`'s mask, checked (None at level 0); a missing one is named with its fix."""
+        if level == 0:
+            return None
+        previous_file = self.main_dir(level - 1) / "mask.pth"
+        if not previous_file.exists():
+            raise MissingFileError(f"level {level - 1} has no mask at {previous_file}, so level {level} cannot be "
+                                   "pruned from it: run `open_lth lottery` with the same flags to make it again")
+        return level_files.read_mask(previous_file, self._mask_shapes())
+
+    def _existing_mask(self, level: int) -> Optional[Mask]:
+        """The level's mask.pth, checked; a damaged one is removed to be recomputed, unless a later level
+        was pruned from it (then recomputing could change that level: refused, naming what to move)."""
+        main = self.main_dir(level)
+        mask_file = main / "mask.pth"
+        if not mask_file.exists():
+            return None
+        try:
+            mask = level_files.read_mask(mask_file, self._mask_shapes(), self._previous_mask(level))
+        except io.CorruptFileError as e:
+            later = self.main_dir(level + 1) / "mask.pth"
+            if level > 0 and later.exists():  # level 0's mask (all ones) is always made again exactly
+                raise io.CorruptFileError(
+                    f"{e}; level {level + 1} was pruned from it, so it cannot be recomputed without redoing that "
+                    f"level: restore the file, or move {self.level_dir(level)} and every later level folder away "
+                    "and run again") from None
+            loop.warn(f"{e}; computing the level {level} mask again")
+            io.remove(mask_file)
+            return None
+        report = main / "sparsity_report.json"
+        if not level_files.report_matches(report, mask):
+            loop.warn(f"{report} does not hold the counts of {mask_file}; written again from the mask")
+            io.save_json(mask.sparsity_report(), report)
+        strategy = self.desc.pruning_hparams.pruning_strategy
+        try:
+            level_files.pruning_record(main / "pruning.json", strategy)
+        except (io.CorruptFileError, io.MissingFileError) as e:
+            loop.warn(f"{e}; written again with the strategy and an unknown pruning time")
+            io.save_json({"strategy": strategy, "seconds": None}, main / "pruning.json")
+        return mask
+
     def _mask_for(self, level: int) -> Mask:
         main = self.main_dir(level)
         mask_file = main / "mask.pth"
-        if mask_file.exists():
-            try:
-                return Mask.load(mask_file)
-            except io.CorruptFileError as e:
-                loop.warn(f"{e}; computing the level {level} mask again")
-                io.remove(mask_file)
+        existing = self._existing_mask(level)
+        if existing is not None:
+            return existing
         if level == 0:
             mask = Mask.ones_like(self.rewind_model())
             seconds = 0.0
         else:
-            previous_file = self.main_dir(level - 1) / "mask.pth"
-            if not previous_file.exists():
-                raise MissingFileError(f"level {level - 1} has no mask at {previous_file}, so level {level} cannot be "
-                                       "pruned from it: run `open_lth lottery` with the same flags to make it again")
-            previous = Mask.load(previous_file)
+            previous = self._previous_mask(level)
             ctx = PruningContext(
                 level=level, current_mask=previous, artifacts_dir=self.level_dir(level) / "pruning",
                 previous_artifacts_dir=self.level_dir(level - 1) / "pruning" if level > 1 else None,
@@ -228,7 +275,7 @@ class LotteryRunner:
             model = self.rewind_model()
             apply_mask(model, mask)
             self.train_from_rewind(model, mask, main, label=f"level {level}")
-        row = level_row(main, level, mask)
+        row = level_row(main, level, mask, warn=loop.warn)
         # --quiet silences per-evaluation lines, not the banner or the per-level result
         acc = "not trained" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"
         print(f"Level {level}: remaining weights {100 * row['remaining']:.2f}% "
@@ -250,16 +297,3 @@ def carry_over(pretrained: nn.Module, fresh: nn.Module) -> dict:
     if any(state[n].shape != fresh_state[n].shape for n in fresh.output_layer_names):
         state.update({n: fresh_state[n].detach().cpu().clone() for n in fresh.output_layer_names})
     return state
-
-
-def level_row(main: Path, level: int, mask: Optional[Mask] = None) -> dict:
-    """One level's numbers read back from its files (used by the runner, `summary` and reports)."""
-    report = io.load_json(main / "sparsity_report.json")
-    logger_file = main / "logger"
-    accuracy = MetricLogger.load(logger_file).last("test_accuracy") if logger_file.exists() else None
-    timing = io.load_json(main / "timing.json") if (main / "timing.json").exists() else {}
-    pruning = io.load_json(main / "pruning.json") if (main / "pruning.json").exists() else {}
-    return {"level": level, "total": report["total"], "unpruned": report["unpruned"],
-            "remaining": report["unpruned"] / report["total"] if report["total"] else 1.0,
-            "test_accuracy": accuracy, "ticket_seconds": timing.get("seconds"),
-            "pruning_seconds": pruning.get("seconds")}

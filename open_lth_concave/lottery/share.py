@@ -24,6 +24,7 @@ from typing import Optional
 
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.lock import ExperimentLock
+from open_lth_concave.lottery.record import read_record
 from open_lth_concave.training import loop
 
 SHARED_GROUPS = ("dataset_hparams", "model_hparams", "training_hparams",
@@ -45,9 +46,9 @@ def find_dense_source(runner) -> Optional[Path]:
         if experiment.resolve() == here:
             continue
         try:
-            if dense_key(io.load_json(hparams_file)) != want:
+            if dense_key(read_record(hparams_file)) != want:
                 continue
-        except (io.CorruptFileError, OSError, AttributeError):
+        except (io.CorruptFileError, OSError):
             continue
         main = experiment / f"replicate_{runner.replicate}" / "level_0" / "main"
         if loop.is_finished(main, runner.end_step) and (main / "mask.pth").exists():

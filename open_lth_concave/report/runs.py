@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import HparamError
-from open_lth_concave.lottery.record import HPARAMS_FILE
+from open_lth_concave.lottery.record import HPARAMS_FILE, read_record
 from open_lth_concave.lottery.runner import level_row
 
 _REPLICATE = re.compile(r"replicate_(\d+)")
@@ -74,7 +73,7 @@ def read_experiment(path: Path, replicates: Optional[list[int]] = None, levels: 
     hparams_file = path / HPARAMS_FILE
     logs = sorted(path.glob("replicate_*/level_0/main/hparams.log"))
     if hparams_file.exists():
-        exp = Experiment(path, io.load_json(hparams_file))
+        exp = Experiment(path, read_record(hparams_file))
     elif logs:
         exp = Experiment(path, parse_hparams_log(logs[0].read_text()), source=str(logs[0].relative_to(path)))
     else:

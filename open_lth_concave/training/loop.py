@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from open_lth_concave.foundations import distributed, io
+from open_lth_concave.foundations import distributed, io, validate
 from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.platform import Platform
@@ -130,17 +130,22 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     end_file = model_path(out, job.end_step)
     strategy_file = out / "strategy_final.pth"
     if end_file.exists():  # finished before: reuse, never retrain
-        try:  # read everything before touching the model, so a damaged file leaves it at the start
-            end_state = io.load_torch(end_file, map_location=device)
-            strategy_state = io.load_torch(strategy_file, map_location=device) if strategy_file.exists() else None
-            MetricLogger.load(out / "logger")
+        initial = _cpu_state(model)
+        try:  # read and check everything before touching the model, so a damaged file leaves it at the start
+            end_state, strategy_state = _read_finished(job, model, end_file, strategy_file, device)
+            model.load_state_dict(end_state)
+            if strategy_state is not None:
+                try:
+                    strategy.load_state_dict(strategy_state)
+                except Exception as e:  # noqa: BLE001 - any mismatch of the strategy's saved state
+                    raise io.CorruptFileError(f"cannot use {strategy_file}: not this run's strategy state "
+                                              f"({type(e).__name__})") from None
         except (io.CorruptFileError, FileNotFoundError) as e:
             warn(f"{job.label}: the finished run in {out} is unreadable ({e}); training it again")
             io.remove(end_file)
+            model.load_state_dict(initial)
+            strategy = job.make_strategy(model, job.mask)
         else:
-            model.load_state_dict(end_state)
-            if strategy_state is not None:
-                strategy.load_state_dict(strategy_state)
             return model, strategy
 
     hp = job.hparams
@@ -151,14 +156,24 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     logger = MetricLogger()
     step, elapsed = job.start_step, 0.0
     checkpoint = out / "checkpoint.pth"
-    state = _load_checkpoint(checkpoint, device, job.label)
+    state = _load_checkpoint(checkpoint, device, job, model)
+    if state is not None:
+        try:  # the optimizer's and strategy's states first: the model is only touched once they fit
+            optimizer.load_state_dict(state["optimizer"])
+            strategy.load_state_dict(state["strategy"])
+        except Exception as e:  # noqa: BLE001 - any mismatch of a saved state with this run's objects
+            warn(f"{job.label}: cannot use {checkpoint}: not this run's optimizer or strategy state "
+                 f"({type(e).__name__}); starting this run again from its start point")
+            io.remove(checkpoint)
+            state = None
+            strategy = job.make_strategy(model, job.mask)
+            optimizer = build_optimizer(model, hp, strategy.param_groups(), fused=job.platform.fused_optimizer)
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        strategy.load_state_dict(state["strategy"])
         step = Step(int(state["iteration"]), ipe)
         elapsed = float(state["elapsed"])
         logger = MetricLogger.from_str(state["logger"])
+        print(f"{job.label}: resumed at {step} (of {job.end_step}) from {checkpoint}", flush=True)
     else:
         out.mkdir(parents=True, exist_ok=True)
         io.save_torch(_cpu_state(model), model_path(out, job.start_step))
@@ -289,19 +304,78 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def _load_checkpoint(path: Path, device: torch.device, label: str) -> Optional[dict]:
-    """The checkpoint's contents, or None (fresh start) when there is none or it is damaged."""
+def _load_checkpoint(path: Path, device: torch.device, job: TrainJob, model: nn.Module) -> Optional[dict]:
+    """The checkpoint's contents, or None (fresh start) when there is none or it is damaged: it must
+    hold this model's state, a step inside this run and a readable logger."""
     if not path.exists():
         return None
     try:
         state = io.load_torch(path, map_location=device)
         if not isinstance(state, dict) or not {"model", "optimizer", "strategy", "iteration", "elapsed", "logger"} <= set(state):
             raise io.CorruptFileError(f"cannot read {path}: not a training checkpoint")
+        validate.tensors(state["model"], path, model.state_dict(), "model state")
+        if not validate.number(state["iteration"], integer=True, minimum=job.start_step.iteration) or \
+                state["iteration"] >= job.end_step.iteration or not validate.number(state["elapsed"], minimum=0) or \
+                not isinstance(state["logger"], str):
+            raise io.CorruptFileError(f"cannot use {path}: its step or logger is not one of this run's")
+        try:
+            MetricLogger.from_str(state["logger"])
+        except ValueError:
+            raise io.CorruptFileError(f"cannot use {path}: its logger is damaged") from None
         return state
     except io.CorruptFileError as e:
-        warn(f"{label}: {e}; starting this run again from its start point")
+        warn(f"{job.label}: {e}; starting this run again from its start point")
         io.remove(path)
         return None
+
+
+def evaluation_iterations(job: TrainJob, last: int) -> set[int]:
+    """The iterations a run evaluated at when it ended at iteration `last` (its end step, or where its
+    strategy stopped it): the start, every epoch start between, and `last` (only the two ends with
+    evaluate_only_at_end)."""
+    start, ipe = job.start_step.iteration, job.train_loader.iterations_per_epoch
+    points = {start, last}
+    if not job.evaluate_only_at_end:
+        points |= set(range((start // ipe + 1) * ipe, last, ipe))
+    return points
+
+
+def check_logger(logger: MetricLogger, path: Path, expected: set[int]) -> None:
+    """A finished run's logger holds the test loss and accuracy of every evaluation it made, accuracies
+    in [0, 1], and nothing after its last step."""
+    for name in ("test_accuracy", "test_loss"):
+        found = dict(logger.get(name))
+        missing = sorted(expected - set(found))
+        if missing:
+            raise io.CorruptFileError(f"cannot use {path}: it is incomplete (no {name} at iteration {missing[0]}, "
+                                      f"the run evaluated at iterations {min(expected)}..{max(expected)})")
+        if any(it > max(expected) for it in found):
+            raise io.CorruptFileError(f"cannot use {path}: it has {name} after the run's last iteration {max(expected)}")
+    if any(not 0 <= v <= 1 for _, v in logger.get("test_accuracy")):
+        raise io.CorruptFileError(f"cannot use {path}: a test accuracy outside [0, 1]")
+
+
+def _read_finished(job: TrainJob, model: nn.Module, end_file: Path, strategy_file: Path, device: torch.device):
+    """(final state, strategy state or None) of a finished run, after checking every file it left: the
+    final model against the model's keys and shapes, timing.json, and a logger complete up to its end."""
+    out = Path(job.output_dir)
+    end_state = validate.tensors(io.load_torch(end_file, map_location=device), end_file, model.state_dict(),
+                                 "model state")
+    strategy_state = io.load_torch(strategy_file, map_location=device) if strategy_file.exists() else None
+    last = job.end_step.iteration
+    timing_file = out / "timing.json"
+    if timing_file.exists():  # runs made before it existed (and open_lth's) have none
+        start = job.start_step.iteration
+        timing = validate.record(io.load_json(timing_file), timing_file, {
+            "seconds": lambda v: validate.number(v, minimum=0),
+            "iterations": lambda v: validate.number(v, integer=True, minimum=0) and start + v <= job.end_step.iteration,
+        }, "timing record")
+        last = start + int(timing["iterations"])
+        if last != job.end_step.iteration and timing.get("stopped_at") != last:
+            raise io.CorruptFileError(f"cannot use {timing_file}: {timing['iterations']} iterations, the run has "
+                                      f"{job.end_step.iteration - start}")
+    check_logger(MetricLogger.load(out / "logger"), out / "logger", evaluation_iterations(job, last))
+    return end_state, strategy_state
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
