@@ -46,8 +46,10 @@ for preset in "${PRESETS[@]}"; do
     DIRS+=("$("${OPEN_LTH[@]}" compare --default_hparams="$preset" "$@" --display_output_location)")
 done
 
+K=0
 for preset in "${PRESETS[@]}"; do
-    echo "==== run_all.sh: $preset ($(( (SECONDS - START) / 60 )) min so far)"
+    K=$((K + 1))
+    echo "==== run_all.sh: run $K of ${#PRESETS[@]}: $preset ($(( (SECONDS - START) / 60 )) min so far)"
     "${OPEN_LTH[@]}" compare --default_hparams="$preset" "$@"
 done
 

@@ -37,8 +37,55 @@ class UsageError(UserError):
 
 
 class OneLineParser(argparse.ArgumentParser):
+    unknown_flag_hint: Optional[Callable[[str], Optional[str]]] = None   # flag -> where it does exist
+
     def error(self, message: str) -> None:  # argparse prints usage + message; we print one line
+        if message.startswith("unrecognized arguments:") and self.unknown_flag_hint is not None:
+            hints = [self.unknown_flag_hint(token.split("=", 1)[0]) for token in message.split(":", 1)[1].split()
+                     if token.startswith("--")]
+            hints = [h for h in hints if h]
+            if hints:
+                message += " (" + "; ".join(hints) + ")"
         raise UsageError(message)
+
+
+def registered_names_epilog() -> str:
+    """What `--help` lists after the flags: the names the registries accept, patterns included."""
+    from open_lth_concave.datasets import registry as datasets
+    from open_lth_concave.models import registry as models
+    from open_lth_concave.presets import list_presets
+    from open_lth_concave.pruning.strategy import registry as strategies
+    from open_lth_concave.training.strategy import registry as training_strategies
+    return "\n".join([
+        f"pruning strategies: {', '.join(strategies.names())}",
+        f"training strategies: {', '.join(training_strategies.names())}",
+        f"models: {', '.join(models.names())}",
+        f"datasets: {', '.join(datasets.names())}",
+        f"presets (--default_hparams): {', '.join(list_presets())}, a .toml path, or a model name"])
+
+
+def strategy_flags(strategy: str) -> list[str]:
+    """The flags of pruning strategy `strategy`'s own hyperparameters (its dataclass), --pruning_strategy aside."""
+    from dataclasses import fields
+    return [f"--{f.name}" for f in fields(_strategy_pruning_cls(strategy)) if f.name != "pruning_strategy"]
+
+
+def flags_without_effect(pruning) -> dict[str, str]:
+    """A strategy's hyperparameters may name fields that do nothing under their other values (hook:
+    `flags_without_effect()` on the hyperparameter dataclass)."""
+    hook = getattr(pruning, "flags_without_effect", None)
+    return hook() if hook is not None else {}
+
+
+def other_strategies_hint(strategy: str) -> Callable[[str], Optional[str]]:
+    """For an unknown flag under --pruning_strategy `strategy`: which other strategies have it."""
+    def hint(flag: str) -> Optional[str]:
+        from open_lth_concave.pruning.strategy import registry
+        owners = [name for name in registry.list() if name != strategy and flag in strategy_flags(name)]
+        if not owners:
+            return None
+        return f"{flag} exists for --pruning_strategy {', '.join(owners)}, not for {strategy}"
+    return hint
 
 
 def loop_errors():
@@ -107,7 +154,9 @@ def build_parser(command: str, argv: list[str], extra: Optional[Callable[[argpar
     """The full parser for train/lottery, plus what the first pass decided (defaults, classes)."""
     known = _pre_parse(argv)
     defaults = _defaults(known.default_hparams)
-    parser = OneLineParser(prog=f"open_lth {command}", description=SUBCOMMANDS[command][0])
+    parser = OneLineParser(prog=f"open_lth {command}", description=SUBCOMMANDS[command][0],
+                           epilog=registered_names_epilog() if known.help else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_job_flags(parser)
     DatasetHparams.add_args(parser, defaults.get("dataset"))
     ModelHparams.add_args(parser, defaults.get("model"))
@@ -124,6 +173,7 @@ def build_parser(command: str, argv: list[str], extra: Optional[Callable[[argpar
             pruning_cls = PruningHparams
         pruning_cls.add_args(parser, defaults.get("pruning"))
         info["pruning_cls"] = pruning_cls
+        parser.unknown_flag_hint = other_strategies_hint(strategy or "the default strategy")
         if command == "lottery":
             lot = parser.add_argument_group("Lottery")
             lot.add_argument("--levels", type=int, default=None,
@@ -159,6 +209,10 @@ def desc_from_args(command: str, args: argparse.Namespace, info: dict[str, Any])
         return TrainingDesc(dataset, model, training, strategy)
     pruning = info["pruning_cls"].from_args(args, d.get("pruning"))
     _strategy_pruning_cls(pruning.pruning_strategy)  # unknown names fail here, with the list
+    for name, why in flags_without_effect(pruning).items():   # it would only change the experiment's name
+        if getattr(args, name, None) is not None:
+            raise HparamError(f"invalid --{name} with --pruning_strategy {pruning.pruning_strategy}: {why}, so it "
+                              "would change nothing but the experiment's name")
     desc = LotteryDesc(dataset, model, training, pruning)
     rewinding = getattr(args, "rewinding_steps", None) or d.get("job", {}).get("rewinding_steps")
     from open_lth_concave.foundations.step import Step
@@ -192,9 +246,34 @@ def _check_model_and_dataset(desc) -> None:
     from open_lth_concave.models import check_model_hparams
     spec = datasets.get(desc.dataset_hparams.dataset_name)
     check_model_hparams(desc.model_hparams, spec.image_shape, spec.num_classes)   # e.g. frozen tensor names
+    ignored = getattr(getattr(desc, "pruning_hparams", None), "pruning_layers_to_ignore", None)
+    if ignored:   # checked here, not at the first pruning after level 0 has trained
+        import torch
+
+        from open_lth_concave.pruning.strategy import layers_to_ignore
+        with torch.device("meta"):
+            model = models.get(desc.model_hparams.model_name).build(tuple(spec.image_shape), spec.num_classes)
+        prunable = list(model.prunable_layer_names)
+        unknown = sorted(layers_to_ignore(ignored) - set(prunable))
+        if unknown:
+            raise HparamError(f"invalid --pruning_layers_to_ignore {','.join(unknown)}: model "
+                              f"{desc.model_hparams.model_name} has no such prunable tensor; prunable tensors: "
+                              f"{', '.join(prunable)}")
 
 
-def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
+def _choose_threads(platform: Platform, desc) -> None:
+    """--threads=0: the thread count from the model's work per step (built on the meta device, no weights)."""
+    import torch
+
+    from open_lth_concave.datasets import registry as datasets
+    from open_lth_concave.models import registry as models
+    spec = datasets.get(desc.dataset_hparams.dataset_name)
+    with torch.device("meta"):
+        model = models.get(desc.model_hparams.model_name).build(tuple(spec.image_shape), spec.num_classes)
+    platform.choose_threads(model, tuple(spec.image_shape), desc.dataset_hparams.batch_size)
+
+
+def job_common(args: argparse.Namespace, desc=None) -> tuple[Path, Platform]:
     if args.replicate < 1:
         raise HparamError(f"invalid --replicate {args.replicate}: must be an integer >= 1")
     root = Path(args.root).expanduser() if args.root else results_root()
@@ -204,6 +283,8 @@ def job_common(args: argparse.Namespace) -> tuple[Path, Platform]:
     if not distributed.is_writer():  # under torchrun only rank 0 speaks
         sys.stdout = open(os.devnull, "w")
     platform.apply()
+    if desc is not None:
+        _choose_threads(platform, desc)
     return root, platform
 
 
@@ -217,7 +298,7 @@ def cmd_train(argv: list[str]) -> int:
     _check_model_and_dataset(desc)
     if args.replicates_together < 1 or args.replicates_together > 1024:
         raise HparamError(f"invalid --replicates_together {args.replicates_together}: must be an integer in 1..1024")
-    root, platform = job_common(args)
+    root, platform = job_common(args, desc)
     replicates = list(range(args.replicate, args.replicate + args.replicates_together))
     runners = [TrainingRunner(desc, root, r, platform, args.quiet, args.evaluate_only_at_end) for r in replicates]
     if args.display_output_location:
@@ -252,7 +333,7 @@ def make_lottery_runner(argv: list[str]):
         raise HparamError("missing required flag --levels (pruning levels after the dense level 0)")
     if levels < 0 or levels > 1000:
         raise HparamError(f"invalid --levels {levels}: must be an integer from 0 to 1000")
-    root, platform = job_common(args)
+    root, platform = job_common(args, desc)
     runner = LotteryRunner(desc, levels, root, args.replicate, platform, args.quiet, args.evaluate_only_at_end,
                            args.train_final_ticket_only)
     return runner, args
@@ -309,7 +390,7 @@ def cmd_lottery_branch(argv: list[str]) -> int:
             require_standard_training(extra_groups[prefix], prefix.split("_")[0] + "_", f"lottery_branch {argv[0]}")
     if args.levels is None:
         raise HparamError("missing required flag --levels (trunk levels, e.g. 0,2-4)")
-    root, platform = job_common(args)
+    root, platform = job_common(args, desc)
     from open_lth_concave.lottery.runner import LotteryRunner
     trunk = LotteryRunner(desc, 0, root, args.replicate, platform, args.quiet, args.evaluate_only_at_end)
     existing = sorted(int(p.name.split("_")[1]) for p in trunk.replicate_dir.glob("level_[0-9]*"))
@@ -319,14 +400,26 @@ def cmd_lottery_branch(argv: list[str]) -> int:
     levels = parse_levels(args.levels, max_level)
     trunk.check_record(write=False)  # the trunk must have been made with these hyperparameters
     trunk._setup()
-    for level in levels:
-        out = trunk.level_dir(level) / branch.hashname(branch_args, extra_groups)
-        if args.display_output_location:
+    from open_lth_concave.branches import base as branch_base
+    from open_lth_concave.lottery.experiment import banner
+    outs = {level: trunk.level_dir(level) / branch.hashname(branch_args, extra_groups) for level in levels}
+    if args.display_output_location:
+        for out in outs.values():
             print(out)
-            continue
+        return 0
+    for level in levels:
         if not (trunk.main_dir(level) / "mask.pth").exists():
             raise HparamError(f"trunk level {level} has no mask at {trunk.main_dir(level)}: run the lottery first")
+    groups = [branch_args.display()] + [
+        f"{group._group_name} ({prefix})\n" + group.display().split("\n", 1)[1] if "\n" in group.display()
+        else f"{group._group_name} ({prefix})" for prefix, group in sorted(extra_groups.items())]
+    location = "\n".join(str(out) for out in outs.values())
+    print(banner(f"Lottery Branch {argv[0]} (Replicate {args.replicate}, levels {args.levels})",
+                 desc.display() + "\n" + "\n".join(groups), location, platform, desc.training_hparams), flush=True)
+    for level, out in outs.items():
+        branch_base.record(out, branch, branch_args, extra_groups, trunk.replicate_dir, level)
         branch.fn(BranchContext(trunk, level, out, extra_groups), **branch_args.to_dict())
+        print(branch_base.result_line(level, argv[0], out), flush=True)
     return 0
 
 
@@ -335,6 +428,7 @@ LAZY_SUBCOMMANDS = {  # imported only when used, so a slow or broken extra never
     "compare": ("open_lth_concave.report.compare", "Run strategies side by side and write tables and plots."),
     "summary": ("open_lth_concave.report.summary", "Print what a run directory holds."),
     "illustrate": ("open_lth_concave.illustrate", "The paper's Section IV example: l1/log masks on logistic regression."),
+    "upstream": ("open_lth_concave.upstream", "The concave strategies inside an open_lth checkout: patch it, or run it patched in memory."),
 }
 
 

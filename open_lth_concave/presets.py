@@ -35,6 +35,8 @@ def load_defaults(name: str, _seen: tuple[str, ...] = ()) -> dict[str, dict[str,
     path = PRESET_DIR / f"{name}.toml"
     if not path.exists() and name.endswith(".toml"):
         path = Path(name)
+        if not path.is_file():
+            raise HparamError(f"invalid --default_hparams {name}: the file {path.expanduser().resolve()} does not exist")
     if path.exists():
         try:
             raw = tomllib.loads(path.read_text())

@@ -82,3 +82,52 @@ def parse_levels(text: str, max_level: int) -> list[int]:
     if bad:
         raise HparamError(f"invalid level {bad[0]} in --levels {text!r}: the trunk has levels 0 to {max_level}")
     return sorted(set(levels))
+
+
+RECORD = "branch.json"
+
+
+def record(output_dir: Path, branch: Branch, args: Hparams, extra: dict[str, Hparams], trunk_dir: Path,
+           level: int) -> None:
+    """The branch folder's own record of what made it (written once; the folder's hash covers the same
+    arguments): branch name, trunk, level, its arguments and extra groups with every value."""
+    from open_lth_concave.foundations import io
+    path = output_dir / RECORD
+    if path.exists():
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    io.save_json({"branch": branch.name, "trunk": str(trunk_dir), "level": level, "arguments": args.to_dict(),
+                  "groups": {prefix: group.to_dict() for prefix, group in sorted(extra.items())}}, path)
+
+
+def result(output_dir: Path) -> Optional[dict]:
+    """A branch run's numbers read back (remaining weights of its mask, last test accuracy, its record);
+    None when it has no mask yet. Damaged files give None rather than an error."""
+    from open_lth_concave.foundations import io
+    from open_lth_concave.pruning.mask import Mask
+    from open_lth_concave.training.metric_logger import MetricLogger
+    try:
+        mask = Mask.load(output_dir / "mask.pth")
+        unpruned = sum(int(v.sum().item()) for v in mask.values())
+        total = sum(v.numel() for v in mask.values())
+        logger = output_dir / "logger"
+        accuracy = MetricLogger.load(logger).last("test_accuracy") if logger.exists() else None
+        rec = io.load_json(output_dir / RECORD) if (output_dir / RECORD).exists() else {}
+    except Exception:   # noqa: BLE001 - a missing or damaged file: nothing to report
+        return None
+    return {"unpruned": unpruned, "total": total, "remaining": unpruned / total if total else 1.0,
+            "test_accuracy": accuracy, "record": rec}
+
+
+def result_line(level: int, name: str, output_dir: Path) -> str:
+    r = result(output_dir)
+    if r is None:
+        return f"Level {level} branch {name}: no result in {output_dir}"
+    acc = "not trained" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"
+    return (f"Level {level} branch {name}: remaining weights {100 * r['remaining']:.2f}% "
+            f"({r['unpruned']}/{r['total']}), test accuracy {acc}")
+
+
+def describe_arguments(rec: dict) -> str:
+    """`seed=7, strategy=layerwise` from a branch record (empty when there is none)."""
+    return ", ".join(f"{k}={v}" for k, v in rec.get("arguments", {}).items())

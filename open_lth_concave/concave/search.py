@@ -81,6 +81,12 @@ class MaskSearchHparams(PruningHparams):
         if not 0 < self.pruning_fraction < 1:
             raise HparamError(f"invalid --pruning_fraction {self.pruning_fraction}: must be in (0, 1)")
 
+    def flags_without_effect(self) -> dict[str, str]:
+        """Fields that do nothing under the chosen mode, with why (the command line refuses them when given)."""
+        if self.pruning_mode == "threshold":
+            return {"pruning_fraction": "it is used by --pruning_mode target or fraction, and the mode is threshold"}
+        return {}
+
     @property
     def alpha(self) -> float:
         """The threshold in force: --threshold, else the default of the chosen mask optimizer."""

@@ -33,7 +33,10 @@ class Desc:
         return Path(root) / self.hashname / f"replicate_{replicate}"
 
     def display(self) -> str:
-        return "\n".join(g.display() for g in self.groups() if g is not None)
+        """The groups as banner text; `pretrain_*` groups are titled "Pretraining ..." as open_lth titles them."""
+        names = sorted(f.name for f in fields(self) if f.name.endswith("_hparams"))
+        return "\n".join(("Pretraining " if n.startswith("pretrain_") else "") + getattr(self, n).display()
+                         for n in names if getattr(self, n) is not None)
 
     def to_dict(self) -> dict:
         return {f.name: (getattr(self, f.name).to_dict() if getattr(self, f.name) is not None else None)

@@ -15,6 +15,7 @@ import torch
 
 from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
 from open_lth_concave.platform import allocator
+from open_lth_concave.platform.threads import SMALL_STEP_MACS
 
 
 def cpu_has_native_bf16() -> bool:
@@ -51,7 +52,8 @@ class Platform(Hparams):
                             choices=["auto", "channels_last", "contiguous"])
     cpu_allocator: str = hp("tuned", "tuned (glibc keeps freed large blocks for reuse instead of returning them to the "
                             "OS on every free) or system (glibc's defaults).", choices=["tuned", "system"])
-    threads: int = hp(0, "CPU threads for PyTorch; 0 keeps PyTorch's default. 1 is fastest for small models on a busy machine.")
+    threads: int = hp(0, "CPU threads for PyTorch; 0 chooses automatically: 1 for small models (under "
+                      f"{SMALL_STEP_MACS:.0e} multiply-accumulates per step), else the idle cores this process may use (see platform/threads.py).")
     deterministic: bool = hp(False, "Ask PyTorch for deterministic algorithms (slower on GPU).")
     num_workers: int = hp(0, "Kept for open_lth compatibility; data are tensors on the device, no workers are used.")
     platform: str = hp("local", "Kept for open_lth compatibility; only 'local'.", choices=["local"])
@@ -59,7 +61,7 @@ class Platform(Hparams):
     def validate(self) -> None:
         super().validate()
         if self.threads < 0:
-            raise HparamError(f"invalid --threads {self.threads}: must be >= 0 (0 = PyTorch's default)")
+            raise HparamError(f"invalid --threads {self.threads}: must be >= 0 (0 = automatic)")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise HparamError(f"invalid --device {self.device!r}: use cpu, cuda, cuda:N or auto")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -75,6 +77,14 @@ class Platform(Hparams):
             torch.use_deterministic_algorithms(True)
         if self.cpu_allocator == "tuned":
             allocator.keep_freed_blocks()
+
+    def choose_threads(self, model, input_shape: tuple[int, ...], batch_size: int) -> None:
+        """With --threads=0 on the CPU: set the automatic thread count for training `model` (which may live
+        on the meta device) on batches of `batch_size` examples of `input_shape` (platform/threads.py)."""
+        if self.threads or self.torch_device.type != "cpu":
+            return
+        from open_lth_concave.platform import threads
+        threads.apply_choice(threads.choose_for_model(model, input_shape, batch_size))
 
     @property
     def torch_device(self) -> torch.device:
@@ -117,5 +127,8 @@ class Platform(Hparams):
             parts.append("compiled")
         if self.torch_device.type == "cpu":
             n = torch.get_num_threads()
-            parts.append(f"{n} thread{'s' if n > 1 else ''}")
+            from open_lth_concave.platform import threads
+            chosen = threads.last_choice
+            auto = f" (auto: {chosen.reason})" if not self.threads and chosen and chosen.threads == n else ""
+            parts.append(f"{n} thread{'s' if n > 1 else ''}{auto}")
         return ", ".join(parts)

@@ -126,7 +126,7 @@ def _split_flags(tokens: list[str], actions: dict) -> list[tuple[str, list[str]]
 
 def strategy_argvs(rest: list[str], entries) -> tuple[list[list[str]], list[list[str]]]:
     """Per entry: the lottery argv (shared flags it has + its own flags), and the flags dropped for it."""
-    from open_lth_concave.cli import build_parser
+    from open_lth_concave.cli import build_parser, strategy_flags
     for flag, instead in FORBIDDEN.items():
         if any(t == flag or t.startswith(flag + "=") for t in rest):
             raise HparamError(f"invalid flag {flag} for compare: use {instead}")
@@ -142,13 +142,47 @@ def strategy_argvs(rest: list[str], entries) -> tuple[list[list[str]], list[list
         for flag in own:
             key = flag.split("=", 1)[0]
             if key not in known or key in FORBIDDEN:
-                pruning = sorted(k for k in known if k.startswith("--pruning_") and k != "--pruning_strategy")
                 raise HparamError(f"invalid strategy entry {entry!r}: {strategy} has no flag {key}; "
-                                  f"its pruning flags: {', '.join(pruning) or 'none'}")
-        argvs.append([t for name, toks in items if name in known for t in toks] +
+                                  f"its own flags: {', '.join(strategy_flags(strategy)) or 'none'}")
+        inert = _without_effect(parsers[strategy], rest, strategy, own)
+        keep = [name for name, _ in items if name in known and name not in inert]
+        argvs.append([t for name, toks in items if name in keep for t in toks] +
                      [f"--pruning_strategy={strategy}"] + own)
-        dropped.append([name for name, _ in items if name not in known])
+        dropped.append([name for name, _ in items if name not in keep])
     return argvs, dropped
+
+
+def _without_effect(parser, rest: list[str], strategy: str, own: list[str]) -> set[str]:
+    """Shared flags that do nothing for this entry under its mode (e.g. --pruning_fraction in threshold
+    mode): dropped for it, as flags it does not have are."""
+    from open_lth_concave.cli import _defaults, _pre_parse, flags_without_effect
+    from open_lth_concave.cli import _strategy_pruning_cls
+    known = parser._option_string_actions
+    args, _ = parser.parse_known_args([t for t in rest if t.split("=", 1)[0] in known or not t.startswith("-")] +
+                                      [f"--pruning_strategy={strategy}"] + own)
+    try:
+        pruning = _strategy_pruning_cls(strategy).from_args(args, _defaults(_pre_parse(rest).default_hparams).get("pruning"))
+    except Exception:   # noqa: BLE001 - a bad value is reported by the lottery job built from this argv
+        return set()
+    own_keys = {flag.split("=", 1)[0] for flag in own}
+    return {f"--{name}" for name in flags_without_effect(pruning) if f"--{name}" not in own_keys}
+
+
+def finished_line(runner) -> Optional[str]:
+    """For a replicate whose report.json covers every level asked for: its last level in a few words
+    (remaining weights, accuracy); None when anything is left to run or the report is unreadable."""
+    from open_lth_concave.foundations import io
+    try:
+        rows = io.load_json(runner.replicate_dir / "report.json")["levels"]
+        by_level = {int(row["level"]): row for row in rows}
+        if any(level not in by_level for level in range(runner.levels + 1)):
+            return None
+        last = by_level[runner.levels]
+        acc = "not trained" if last.get("test_accuracy") is None else f"{100 * float(last['test_accuracy']):.2f}%"
+        return (f"level {runner.levels}: remaining weights {100 * float(last['remaining']):.2f}%, ticket test "
+                f"accuracy {acc} ({runner.replicate_dir})")
+    except Exception:   # noqa: BLE001 - missing or damaged: the runner decides what to redo
+        return None
 
 
 # ---- the two modes ---------------------------------------------------------------------------------------
@@ -210,8 +244,15 @@ def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
         for (entry, _, _), gone in zip(entries, dropped):
             if gone:
                 print(f"note: {', '.join(gone)} do(es) not apply to {entry}; dropped for it")
+    total, k = replicates * len(entries), 0
     for r in range(1, replicates + 1):
         for i in range(len(entries)):
+            k += 1
+            done = finished_line(runners[i, r])
+            if done is not None:   # one compact line, not a banner, for a run already on disk
+                print(f"run {k} of {total}: {entries[i][0]} replicate {r}: finished; {done}", flush=True)
+                continue
+            print(f"run {k} of {total}: {entries[i][0]} replicate {r}", flush=True)
             runners[i, r].run()  # shares a sibling's finished dense level 0 under the experiment's lock
     levels = runners[0, 1].levels
     experiments = [read_experiment(runners[i, 1].replicate_dir.parent, list(range(1, replicates + 1)), levels)

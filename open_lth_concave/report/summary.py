@@ -81,6 +81,24 @@ def pruning_notes(strategy: str, replicate_dir: Path, levels: list[int]) -> str:
     return "\n".join(lines)
 
 
+def branches_text(replicate_dir: Path) -> str:
+    """One line per branch folder of the replicate's levels: name, arguments, remaining weights, accuracy."""
+    from open_lth_concave.branches.base import describe_arguments, result
+    lines = []
+    for folder in sorted(replicate_dir.glob("level_*/lottery_branch_*"), key=_run_order):
+        r = result(folder)
+        level = folder.parent.name[len("level_"):]
+        name = (r or {}).get("record", {}).get("branch") or folder.name[len("lottery_branch_"):].rsplit("_", 1)[0]
+        if r is None:
+            lines.append(f"- level {level}: {name}: no result yet ({folder.name})")
+            continue
+        args = describe_arguments(r["record"])
+        acc = "not trained" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"
+        lines.append(f"- level {level}: {name}{f' ({args})' if args else ''}: remaining weights "
+                     f"{100 * r['remaining']:.2f}%, test accuracy {acc} ({folder.name})")
+    return "\n".join(lines)
+
+
 def _run_order(folder: Path) -> tuple:
     level = next((p for p in folder.parts if p.startswith("level_")), "level_")
     number = level[6:]
@@ -99,6 +117,9 @@ def render(exp: Experiment) -> str:
         notes = pruning_notes(exp.strategy, rep_dir, [r["level"] for r in rows])
         if notes:
             parts += ["", "Pruning of each level:", "", notes]
+        branches = branches_text(rep_dir)
+        if branches:
+            parts += ["", "Branches on this trunk:", "", branches]
         platforms = platforms_text(rep_dir)
         if platforms:
             parts += ["", "Platform and versions of each run:", "", platforms]

@@ -1,0 +1,183 @@
+"""What a researcher sees (issue 15): the automatic thread count and the help and error messages."""
+from __future__ import annotations
+
+import torch
+import pytest
+
+from open_lth_concave import cli
+from open_lth_concave.platform import Platform, threads
+
+DIGITS = ["--default_hparams=digits_lenet_300_100", "--levels=1", "--quiet"]
+
+
+def one_error_line(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+# ---- automatic threads --------------------------------------------------------------------------------
+def test_forward_macs_counts_linear_and_conv_layers_from_shapes():
+    from open_lth_concave.models import registry
+    with torch.device("meta"):
+        lenet = registry.get("mnist_lenet_300_100").build((1, 28, 28), 10)
+        resnet = registry.get("cifar_resnet_20").build((3, 32, 32), 10)
+    assert threads.forward_macs(lenet, (1, 28, 28)) == 784 * 300 + 300 * 100 + 100 * 10
+    # ResNet-20's forward is about 41 M multiply-accumulates per 32x32 image (convolutions + the linear head)
+    assert 39e6 < threads.forward_macs(resnet, (3, 32, 32)) < 42e6
+
+
+def test_choice_is_one_thread_for_small_steps_and_the_idle_cores_for_large_ones():
+    assert threads.choose(threads.SMALL_STEP_MACS / 2, usable=8, busy=0.0).threads == 1
+    assert threads.choose(threads.SMALL_STEP_MACS / 2, usable=8, busy=0.0).reason == "small model"
+    cpus = __import__("os").cpu_count()
+    big = threads.SMALL_STEP_MACS * 10
+    assert threads.choose(big, usable=cpus, busy=0.0).threads == cpus
+    assert threads.choose(big, usable=cpus, busy=float(cpus)).threads == 1          # everything busy: 1
+    assert threads.choose(big, usable=1, busy=0.0).threads == 1                      # affinity limits it
+    if cpus >= 2:
+        assert threads.choose(big, usable=cpus, busy=1.0).threads == cpus - 1
+
+
+def test_banner_shows_the_automatic_choice_and_an_explicit_count_overrides_it(root, capsys):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cli.main(["train", "--default_hparams=digits_lenet_300_100", "--training_steps=2it", "--quiet"]) == 0
+        assert torch.get_num_threads() == 1
+        platform_line = Platform(device="cpu").summary()
+        assert platform_line.endswith("1 thread (auto: small model)"), platform_line
+        torch.set_num_threads(1)
+        assert cli.main(["train", "--default_hparams=digits_lenet_300_100", "--training_steps=2it", "--quiet",
+                         "--threads=2"]) == 0
+        assert torch.get_num_threads() == 2
+        assert Platform(device="cpu", threads=2).summary().endswith("2 threads")
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- help and errors ----------------------------------------------------------------------------------
+def test_help_lists_registered_strategies_models_datasets_and_patterns(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["lottery", "--help"])
+    out = capsys.readouterr().out
+    for needle in ("pruning strategies:", "concave_log", "sparse_global", "concave_<regularizer>",
+                   "models:", "cifar_resnet_<D>[_<W>]", "mnist_lenet_<w1>_<w2>...", "datasets:", "digits", "cifar10",
+                   "presets (--default_hparams):", "quick_digits"):
+        assert needle in out, needle
+
+
+def test_a_flag_of_another_strategy_says_which_strategies_have_it(root, capsys):
+    assert cli.main(["lottery", *DIGITS, "--threshold=0.3"]) == 2
+    one_error_line(capsys, "unrecognized arguments: --threshold=0.3",
+                   "--threshold exists for --pruning_strategy", "concave_log", "not for sparse_global")
+    assert not root.exists()
+    assert cli.main(["lottery", *DIGITS, "--no_such_flag=1"]) == 2   # a flag nobody has: no hint
+    err = one_error_line(capsys, "unrecognized arguments: --no_such_flag=1")
+    assert "exists for" not in err
+
+
+def test_compare_lists_all_of_a_strategys_own_flags(root, capsys):
+    assert cli.main(["compare", *DIGITS, "--strategies=sparse_global,concave_log:foo=1"]) == 2
+    one_error_line(capsys, "concave_log has no flag --foo", "--regularization_lambda", "--threshold",
+                   "--epsilon", "--pruning_mode")
+    assert not root.exists()
+
+
+def test_a_missing_preset_path_says_the_file_does_not_exist(root, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "mine.toml"
+    assert cli.main(["lottery", f"--default_hparams={missing}", "--levels=1"]) == 2
+    one_error_line(capsys, f"invalid --default_hparams {missing}", "does not exist")
+
+
+def test_a_flag_without_effect_in_the_chosen_mode_is_refused(root, capsys):
+    assert cli.main(["lottery", *DIGITS, "--pruning_strategy=concave_log", "--pruning_fraction=0.3"]) == 2
+    one_error_line(capsys, "invalid --pruning_fraction with --pruning_strategy concave_log", "mode is threshold")
+    assert not root.exists()
+    # where it acts it is accepted (and changes the name), and compare drops it for an entry where it does not
+    assert cli.main(["lottery", *DIGITS, "--pruning_strategy=concave_log", "--pruning_fraction=0.3",
+                     "--pruning_mode=target", "--display_output_location"]) == 0
+    capsys.readouterr()
+    from open_lth_concave.report.compare import parse_entries, strategy_argvs
+    entries = parse_entries("sparse_global,concave_log,concave_l1:pruning_mode=fraction")
+    argvs, dropped = strategy_argvs([*DIGITS, "--pruning_fraction=0.3"], entries)
+    assert "--pruning_fraction=0.3" in argvs[0] and "--pruning_fraction=0.3" in argvs[2]
+    assert "--pruning_fraction=0.3" not in argvs[1] and dropped[1] == ["--pruning_fraction"]
+
+
+def test_layers_to_ignore_are_checked_before_any_training(root, capsys):
+    assert cli.main(["lottery", *DIGITS, "--pruning_layers_to_ignore=fc.weight,fc9.weight"]) == 2
+    one_error_line(capsys, "invalid --pruning_layers_to_ignore fc9.weight", "fc_layers.0.weight")
+    assert not root.exists()
+
+
+# ---- every run explains itself ------------------------------------------------------------------------
+SHORT = ["--default_hparams=digits_lenet_300_100", "--training_steps=20it", "--quiet"]
+
+
+def test_branch_prints_banner_and_results_records_its_arguments_and_summary_lists_it(root, capsys):
+    import json
+    assert cli.main(["lottery", *SHORT, "--levels=1"]) == 0
+    capsys.readouterr()
+    argv = ["lottery_branch", "randomly_prune", *SHORT, "--levels=0-1", "--seed=7"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Lottery Branch randomly_prune (Replicate 1, levels 0-1)" in out and "Output Location:" in out
+    assert "Branch Arguments (randomly_prune)\n    * seed => 7" in out
+    lines = [line for line in out.splitlines() if line.startswith("Level ")]
+    assert [line.split(":")[0] for line in lines] == ["Level 0 branch randomly_prune", "Level 1 branch randomly_prune"]
+    assert "remaining weights 100.00% (50200/50200), test accuracy" in lines[0]
+    assert "remaining weights 80.40% (40359/50200), test accuracy" in lines[1]
+    (exp,) = [p for p in root.iterdir() if p.name.startswith("lottery_")]
+    (folder,) = (exp / "replicate_1" / "level_1").glob("lottery_branch_randomly_prune_*")
+    rec = json.loads((folder / "branch.json").read_text())
+    assert rec["branch"] == "randomly_prune" and rec["level"] == 1
+    assert rec["arguments"] == {"seed": 7, "strategy": "layerwise", "start_at": "rewind", "layers_to_ignore": ""}
+    assert cli.main(argv) == 0   # a finished branch: its results again, nothing retrained
+    again = capsys.readouterr().out
+    assert [line for line in again.splitlines() if line.startswith("Level ")] == lines
+    assert cli.main(["summary", str(exp)]) == 0
+    summary = capsys.readouterr().out
+    assert "Branches on this trunk:" in summary
+    assert "- level 1: randomly_prune (layers_to_ignore=, seed=7, start_at=rewind, strategy=layerwise): remaining " \
+           "weights 80.40%" in summary
+
+
+def test_pretraining_groups_are_labelled_in_banner_hparams_log_and_summary(root, capsys):
+    assert cli.main(["lottery", *SHORT, "--levels=0", "--rewinding_steps=5it"]) == 0
+    out = capsys.readouterr().out
+    assert "Pretraining Dataset Hyperparameters" in out and "Pretraining Training Hyperparameters" in out
+    assert out.count("Dataset Hyperparameters") == 2 and out.count("\nDataset Hyperparameters") == 1
+    (exp,) = [p for p in root.iterdir() if p.name.startswith("lottery_")]
+    log = (exp / "replicate_1" / "level_0" / "main" / "hparams.log").read_text()
+    assert "Pretraining Training Hyperparameters\n" in log and "    * training_steps => 5it" in log
+    assert cli.main(["summary", str(exp)]) == 0
+    assert "Pretraining Training Hyperparameters" in capsys.readouterr().out
+
+
+def test_a_resumed_run_says_where_it_resumed(root, capsys, monkeypatch):
+    from conftest import Crash, crash_at_training_batch
+    undo = crash_at_training_batch(monkeypatch, 45 + 11)   # level 0, in epoch 1 (45 iterations per epoch)
+    argv = ["lottery", "--default_hparams=digits_lenet_300_100", "--training_steps=2ep", "--quiet", "--levels=0"]
+    with pytest.raises(Crash):
+        cli.main(argv)
+    undo()
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "level 0: resumed at 1ep0it (of 2ep0it) from " in out and "checkpoint.pth" in out
+
+
+def test_compare_numbers_its_runs_and_gives_one_line_for_finished_ones(root, capsys):
+    argv = ["compare", *SHORT, "--levels=1", "--replicates=1", "--strategies=sparse_global,concave_log"]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out
+    assert "run 1 of 2: sparse_global replicate 1\n" in first and "run 2 of 2: concave_log replicate 1\n" in first
+    assert cli.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "Lottery Ticket Experiment" not in again    # no banner for finished runs
+    assert "run 1 of 2: sparse_global replicate 1: finished; level 1: remaining weights 80.40%, ticket test " \
+           "accuracy" in again
+    assert "run 2 of 2: concave_log replicate 1: finished; level 1:" in again
