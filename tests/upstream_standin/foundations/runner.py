@@ -1,0 +1,7 @@
+import abc
+
+
+class Runner(abc.ABC):
+    @staticmethod
+    @abc.abstractmethod
+    def description(): pass

@@ -1,0 +1,5 @@
+_PLATFORM = None
+
+
+def get_platform():
+    return _PLATFORM

@@ -1,0 +1,1 @@
+"""Miniature stand-in of open_lth (tests only; see tests/upstream_standin/README.md)."""
