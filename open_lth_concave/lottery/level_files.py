@@ -44,6 +44,21 @@ def read_mask(path: Path, shapes: dict[str, tuple], previous: Optional[Mask] = N
     return mask
 
 
+def check_mask_against_ticket(mask: Mask, path: Path, ticket: dict) -> None:
+    """A level's trained ticket has exactly its mask's zeros: a pruned weight is held at 0, and a trained live
+    weight is practically never exactly 0. A mask that keeps many weights the ticket has at 0 (more than
+    0.5% of what it keeps) is not the mask the ticket was trained with."""
+    for name, keep in mask.items():
+        weight = ticket.get(name)
+        if weight is None or weight.shape != keep.shape:
+            continue
+        kept = int(keep.sum().item())
+        zero_but_kept = int(((weight == 0) & (keep == 1)).sum().item())
+        if zero_but_kept > max(10, 0.005 * kept):
+            raise io.CorruptFileError(f"cannot use {path}: it keeps {zero_but_kept} weights of {name} that the "
+                                      "level's trained ticket has pruned")
+
+
 def counts_record(path: Path) -> dict:
     """sparsity_report.json: {"total", "unpruned"}, non-negative numbers, unpruned <= total."""
     report = validate.record(io.load_json(path), path, {"total": lambda v: validate.number(v, integer=True, minimum=0),
@@ -85,11 +100,13 @@ def final_accuracy(main: Path, end_iteration: Optional[int] = None) -> Optional[
         return None
     logger = MetricLogger.load(logger_file)
     accuracies = logger.get("test_accuracy")
+    source = ""
     if end_iteration is None and accuracies and (main / "timing.json").exists():
         end_iteration = min(it for it, _ in accuracies) + int(timing_record(main / "timing.json")["iterations"])
+        source = f" that {main / 'timing.json'} gives"
     if not accuracies or (end_iteration is not None and max(it for it, _ in accuracies) != end_iteration):
-        raise io.CorruptFileError(f"cannot use {logger_file}: it is incomplete (no test accuracy at the run's last "
-                                  f"iteration {end_iteration if end_iteration is not None else '?'}); {RERUN}")
+        raise io.CorruptFileError(f"cannot use {logger_file}: it does not end with a test accuracy at the run's last "
+                                  f"iteration{source} ({end_iteration if end_iteration is not None else '?'}); {RERUN}")
     value = max(accuracies)[1]
     if not 0 <= value <= 1:
         raise io.CorruptFileError(f"cannot use {logger_file}: a test accuracy of {value}; {RERUN}")

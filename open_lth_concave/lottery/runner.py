@@ -212,6 +212,9 @@ class LotteryRunner:
             return None
         try:
             mask = level_files.read_mask(mask_file, self._mask_shapes(), self._previous_mask(level))
+            ticket = self._readable_ticket(level)
+            if ticket is not None:
+                level_files.check_mask_against_ticket(mask, mask_file, ticket)
         except io.CorruptFileError as e:
             later = self.main_dir(level + 1) / "mask.pth"
             if level > 0 and later.exists():  # level 0's mask (all ones) is always made again exactly
@@ -233,6 +236,16 @@ class LotteryRunner:
             loop.warn(f"{e}; written again with the strategy and an unknown pruning time")
             io.save_json({"strategy": strategy, "seconds": None}, main / "pruning.json")
         return mask
+
+    def _readable_ticket(self, level: int) -> Optional[dict]:
+        """The level's trained ticket state when it is there and sound (else the loop trains it again)."""
+        path = loop.model_path(self.main_dir(level), self.end_step)
+        if level == 0 or not path.exists():
+            return None
+        try:
+            return self._load_model(path, level).state_dict()
+        except io.CorruptFileError:
+            return None
 
     def _mask_for(self, level: int) -> Mask:
         main = self.main_dir(level)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.lottery.record import HPARAMS_FILE, read_record
 from open_lth_concave.lottery.runner import level_row
@@ -75,7 +76,11 @@ def read_experiment(path: Path, replicates: Optional[list[int]] = None, levels: 
     if hparams_file.exists():
         exp = Experiment(path, read_record(hparams_file))
     elif logs:
-        exp = Experiment(path, parse_hparams_log(logs[0].read_text()), source=str(logs[0].relative_to(path)))
+        try:
+            text = logs[0].read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise io.CorruptFileError(f"cannot read {logs[0]}: {e}") from None
+        exp = Experiment(path, parse_hparams_log(text), source=str(logs[0].relative_to(path)))
     else:
         raise HparamError(f"no lottery runs in {path}: expected a lottery_<hash> experiment folder "
                           "(with hparams.json, or open_lth's replicate_<N>/level_0/main/hparams.log) or one of "

@@ -18,8 +18,10 @@ def hparams_text(exp: Experiment) -> str:
     """The banner's hyperparameter text (level 0's hparams.log), else the non-empty groups of hparams.json."""
     for rep in sorted(exp.replicates):
         log = exp.path / f"replicate_{rep}" / "level_0" / "main" / "hparams.log"
-        if log.exists():
+        try:
             return log.read_text().rstrip()
+        except (OSError, UnicodeDecodeError):  # missing or damaged (the next run writes it again): use the record
+            continue
     lines = []
     for group, values in exp.hparams.items():
         if values:
@@ -130,14 +132,55 @@ def render(exp: Experiment) -> str:
     return "\n".join(parts) + "\n"
 
 
+def render_comparison(folder: Path) -> str:
+    """A `compare_` folder: its table (comparison.md) and the files beside it."""
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return (f"# {folder.name}\n\n" + (folder / "comparison.md").read_text().rstrip() + "\n\nFiles: " +
+            ", ".join(files) + "\n")
+
+
+def render_training(folder: Path) -> str:
+    """A `train_` folder (`open_lth train`): hyperparameters, then per replicate its final test accuracy,
+    training time and platform."""
+    from open_lth_concave.foundations import io
+    from open_lth_concave.training.metric_logger import MetricLogger
+    replicates = sorted((p for p in folder.glob("replicate_*") if p.name[10:].isdigit()), key=lambda p: int(p.name[10:]))
+    logs = [r / "main" / "hparams.log" for r in replicates if (r / "main" / "hparams.log").is_file()]
+    parts = [f"# {folder.name}: dense training", "", "## Hyperparameters", "",
+             logs[0].read_text().rstrip() if logs else "(no hparams.log)", "",
+             "| Replicate | Test accuracy (%) | Last iteration | Training | Platform |", "|---:|---:|---:|---:|---|"]
+    from open_lth_concave.platform import record
+    for rep in replicates:
+        main = rep / "main"
+        accuracy, last = None, None
+        try:
+            logger = MetricLogger.load(main / "logger")
+            accuracy = logger.last("test_accuracy")
+            last = max((it for it, _ in logger.get("test_accuracy")), default=None)
+        except Exception:   # noqa: BLE001 - missing or damaged logger: shown as not trained
+            pass
+        timing = io.load_json(main / "timing.json") if (main / "timing.json").is_file() else {}
+        parts.append(f"| {rep.name[10:]} | {_acc(accuracy)} | {last if last is not None else '—'} | "
+                     f"{names.duration(timing.get('seconds'))} | {record.summary(main) or 'not recorded'} |")
+    return "\n".join(parts) + "\n"
+
+
 def main(argv: list[str]) -> int:
     from open_lth_concave.cli import OneLineParser
     parser = OneLineParser(prog="open_lth summary", description=__doc__.splitlines()[0])
-    parser.add_argument("dir", help="A lottery_<hash> experiment folder or one of its replicate_<N> folders.")
+    parser.add_argument("dir", help="A lottery_<hash> experiment folder or one of its replicate_<N> folders, a "
+                                    "train_<hash> folder, or a compare_<hash> folder.")
     args = parser.parse_args(argv)
     path = Path(args.dir)
     if not path.is_dir():
         raise HparamError(f"no lottery runs in {path}: not a folder")
+    if (path / "comparison.md").is_file():
+        print(render_comparison(path), end="")
+        return 0
+    if path.name.startswith("train_") or (path.name.startswith("replicate_") and (path / "main").is_dir()
+                                          and path.parent.name.startswith("train_")):
+        print(render_training(path if path.name.startswith("train_") else path.parent), end="")
+        return 0
     exp = read_experiment(path)
     if not exp.replicates:
         raise HparamError(f"no lottery runs in {path}: no replicate has a level with sparsity_report.json")

@@ -29,6 +29,7 @@ from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.metric_logger import MetricLogger
+from open_lth_concave.training import optimizers
 from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn, set_lr
 from open_lth_concave.training.progress import Progress
 from open_lth_concave.training.strategy import Standard, TrainingStrategy
@@ -296,7 +297,7 @@ def update(loss: torch.Tensor, strategy: TrainingStrategy, optimizer: torch.opti
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     strategy.before_step()
-    optimizer.step()
+    optimizers.step(optimizer)   # optimizer.step() without its start-up cost (training/optimizers.py)
     strategy.after_step()
 
 
@@ -361,6 +362,9 @@ def _read_finished(job: TrainJob, model: nn.Module, end_file: Path, strategy_fil
     out = Path(job.output_dir)
     end_state = validate.tensors(io.load_torch(end_file, map_location=device), end_file, model.state_dict(),
                                  "model state")
+    for name, keep in job.mask.items():  # a ticket's pruned weights are zero (else it was trained on another mask)
+        if name in end_state and bool((end_state[name][keep.to(end_state[name].device) == 0] != 0).any()):
+            raise io.CorruptFileError(f"cannot use {end_file}: weights of {name} that the mask prunes are not zero")
     strategy_state = io.load_torch(strategy_file, map_location=device) if strategy_file.exists() else None
     last = job.end_step.iteration
     timing_file = out / "timing.json"
