@@ -450,6 +450,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     load_core()
     load_plugins()
     _register_optional_subcommands()
+    if argv and argv[0] in ("--version", "-V"):
+        from open_lth_concave import __version__
+        print(f"open_lth_concave {__version__}")
+        return 0
     if not argv or argv[0] not in SUBCOMMANDS:
         rule = "=" * 82
         print(f"{rule}\nopen_lth_concave: lottery tickets by iterative magnitude pruning and concave soft masks\n{'-' * 82}")

@@ -181,3 +181,34 @@ def test_compare_numbers_its_runs_and_gives_one_line_for_finished_ones(root, cap
     assert "run 1 of 2: sparse_global replicate 1: finished; level 1: remaining weights 80.40%, ticket test " \
            "accuracy" in again
     assert "run 2 of 2: concave_log replicate 1: finished; level 1:" in again
+    (folder,) = [p for p in root.iterdir() if p.name.startswith("compare_")]
+    assert cli.main(["summary", str(folder)]) == 0
+    summary = capsys.readouterr().out
+    assert summary.startswith(f"# {folder.name}\n") and "| Strategy | Level |" in summary
+    assert "Files: comparison.csv, comparison.json, comparison.md, comparison.png" in summary
+
+
+def test_version_and_summary_of_a_training_folder(root, capsys):
+    from open_lth_concave import __version__
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"open_lth_concave {__version__}\n"
+    assert cli.main(["train", *SHORT]) == 0
+    accuracy = capsys.readouterr().out.strip().splitlines()[-1].split()[-1]      # "Final test accuracy 90.83%"
+    (folder,) = [p for p in root.iterdir() if p.name.startswith("train_")]
+    for path in (folder, folder / "replicate_1"):
+        assert cli.main(["summary", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"# {folder.name}: dense training") and "    * training_steps => 20it" in out
+        assert f"| 1 | {accuracy.rstrip('%')} | 20 | " in out and "1 thread; torch" in out
+
+
+def test_concave_search_line_gives_the_share_removed_per_layer(root, capsys):
+    import json
+    assert cli.main(["lottery", *SHORT, "--levels=1", "--pruning_strategy=concave_log", "--mask_optimizer=scaled"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Level 1 search:")]
+    (exp,) = [p for p in root.iterdir() if p.name.startswith("lottery_")]
+    metrics = json.loads((exp / "replicate_1" / "level_1" / "pruning" / "search_metrics.json").read_text())
+    expected = ", ".join(f"{n} {100 * (r['before'] - r['remaining']) / r['before']:.0f}%"
+                         for n, r in metrics["layers"].items() if n not in metrics["ignored_layers"])
+    assert line.endswith(f"; removed per layer: {expected}"), line
+    assert "fc_layers.0.weight" in expected and "fc.weight" not in expected    # the preset ignores fc.weight

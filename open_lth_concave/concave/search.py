@@ -324,8 +324,11 @@ def report_level(metrics: dict[str, Any], h: MaskSearchHparams) -> None:
     quantiles = "/".join(f"{v:.3g}" for v in q) if q else "-"
     budget = f"; mask decay D = {metrics['decay_D']:.2f}" if "decay_D" in metrics else ""
     stop = early_stop_note(metrics.get("early_stop"))
+    per_layer = ", ".join(f"{n} {100 * (r['before'] - r['remaining']) / r['before']:.0f}%"
+                          for n, r in metrics["layers"].items() if n not in ignored and r["before"])
     print(f"Level {level} search: {metrics['removed']} of {before} surviving prunable weights pruned ({100 * removed:.1f}%), "
-          f"mask quantiles 5/25/50/75/95% {quantiles}{budget}{'; ' + stop if stop else ''}", flush=True)
+          f"mask quantiles 5/25/50/75/95% {quantiles}{budget}{'; ' + stop if stop else ''}; removed per layer: "
+          f"{per_layer or '-'}", flush=True)
     if h.pruning_mode == "target":
         if removed < h.pruning_fraction - 0.02:
             warn(f"level {level} removed {100 * removed:.1f}% of the surviving weights against the target "
