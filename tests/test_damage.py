@@ -229,3 +229,37 @@ def test_damaged_experiment_file(finished, tmp_path, capsys, name, damage):
     else:                        # report.json is rewritten by every run
         assert code == 0, err
         assert same_results(results(exp), finished[1])
+
+
+# ---- the concave search's relaxed mask (what the next level's search starts from) ----------------------------
+CONCAVE = ["lottery", "--default_hparams=digits_lenet_300_100", "--training_steps=2ep", "--quiet",
+           "--pruning_strategy=concave_log", "--mask_optimizer=scaled"]
+RELAXED = {**{k: BYTES[k] for k in ("truncated", "garbage")}, **{k: STATE_STRUCTURE[k] for k in STATE_STRUCTURE},
+           "values above 1": lambda p: _torch(p, lambda d: {k: v + 2.0 for k, v in d.items()})}
+
+
+@pytest.fixture(scope="module")
+def concave(tmp_path_factory):
+    """A concave lottery finished to level 1, and the same one continued to level 2 (the reference)."""
+    one = tmp_path_factory.mktemp("concave1")
+    assert cli.main(CONCAVE + ["--levels=1", "--root", str(one)]) == 0
+    two = tmp_path_factory.mktemp("concave2")
+    shutil.copytree(one, two, dirs_exist_ok=True)
+    assert cli.main(CONCAVE + ["--levels=2", "--root", str(two)]) == 0
+    return next(one.glob("lottery_*")), results(next(two.glob("lottery_*")))
+
+
+@pytest.mark.parametrize("damage", RELAXED)
+def test_damaged_relaxed_mask_is_recomputed_from_the_finished_search(concave, tmp_path, capsys, damage):
+    exp = tmp_path / "root" / concave[0].name
+    shutil.copytree(concave[0], exp)
+    path = exp / "replicate_1" / "level_1" / "pruning" / "relaxed_mask.pth"
+    good = io.load_torch(path)
+    RELAXED[damage](path)
+    capsys.readouterr()
+    assert cli.main(CONCAVE + ["--levels=2", "--root", str(exp.parent)]) == 0
+    err = capsys.readouterr().err
+    assert "relaxed_mask.pth" in err and "recomputed from the finished search" in err and err.count("\n") == 1, err
+    again = io.load_torch(path)
+    assert again.keys() == good.keys() and all(torch.equal(again[k], good[k]) for k in good)
+    assert same_results(results(exp), concave[1])

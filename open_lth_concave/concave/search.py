@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import io, validate
 from open_lth_concave.foundations.hparams import HparamError, PruningHparams, TrainingHparams, hp
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.sparse_global import prune_exact_count
@@ -224,7 +224,8 @@ class MaskSearch(PruningStrategy):
         if ctx.level <= 1 or ctx.previous_artifacts_dir is None or not previous.exists():
             start = torch.full_like(surviving, h.initial_mask_value)
         else:
-            start_values = io.load_torch(previous)
+            start_values = validate.tensors(io.load_torch(previous), previous, {k: before[k].shape for k in relaxed},
+                                            "relaxed mask", values="unit")
             start = torch.cat([start_values[k].float()[before[k] == 1].flatten() for k in relaxed])
         top = 2 * start * math.exp(-budget["decay_D"])
         out["decay_block_top_median"] = float(top.median()) if top.numel() else None
@@ -269,7 +270,24 @@ class MaskSearch(PruningStrategy):
         if not path.exists():
             raise PruningError(f"level {ctx.level}: the previous level's {self.carry_file} is missing at {path}; "
                                "remove the later levels' folders and run again")
-        return io.load_torch(path)
+        shapes = {n: v.shape for n, v in ctx.current_mask.items()
+                  if n not in layers_to_ignore(self.hparams.pruning_layers_to_ignore)}
+        unit = "unit" if self.carry_file == RELAXED_MASK_FILE else None
+        try:   # read back checked (foundations/validate.py); a damaged one is recomputed from the finished search
+            return validate.tensors(io.load_torch(path), path, shapes, "relaxed mask", values=unit)
+        except io.CorruptFileError as e:
+            final = Path(ctx.previous_artifacts_dir) / "search" / "strategy_final.pth"
+            try:
+                state = io.load_torch(final) if unit and final.exists() else {}
+                relaxed = validate.tensors(state.get("relaxed_mask") if isinstance(state, dict) else None, final,
+                                           shapes, "relaxed mask", values=unit)
+            except io.CorruptFileError:
+                raise io.CorruptFileError(f"{e}; it cannot be recomputed: move {Path(ctx.previous_artifacts_dir).parent} "
+                                          "and the later level folders away and run again") from None
+            warn(f"{e}; recomputed from the finished search in {final.parent}")
+            carried = {n: v * ctx.current_mask[n] for n, v in relaxed.items()}
+            io.save_torch(carried, path)
+            return carried
 
     def _prune_relaxed(self, relaxed: dict[str, torch.Tensor], mask: Mask, ignore: set[str]) -> Mask:
         """threshold: masks < alpha go. fraction: exactly ceil(fraction x surviving), smallest first.
