@@ -17,7 +17,7 @@ from conftest import Crash, crash_at_training_batch
 # digits: 45 iterations per epoch; 8 epochs of search, scaled mask optimizer (moves masks in short runs)
 SEARCH = ["--default_hparams=digits_lenet_300_100", "--training_steps=8ep", "--quiet", "--threads=1",
           "--pruning_strategy=concave_log", "--mask_optimizer=scaled", "--levels=1", "--evaluate_only_at_end"]
-SETTLED = ["--early_stop=settled", "--early_stop_tolerance=0.045", "--early_stop_window=2"]
+SETTLED = ["--early_stop=settled", "--early_stop_tolerance=0.25", "--early_stop_window=2"]
 
 
 def rule(mode: str = "threshold", n: int = 10, **kw) -> SettleStop:
@@ -40,7 +40,7 @@ def test_would_prune_follows_each_modes_rule():
 
 
 def test_stops_when_the_set_agrees_with_each_of_the_window_previous_sets():
-    s = rule(tolerance=0.1, window=2)     # at most 1 of 10 entries may differ
+    s = rule(tolerance=0.2, window=2)     # at most 0.2 x |set| entries may differ
     low = torch.full((10,), 0.9)
     seq = []
     for k in (3, 5, 6, 6, 7):             # how many masks are below alpha at successive points
@@ -48,25 +48,29 @@ def test_stops_when_the_set_agrees_with_each_of_the_window_previous_sets():
         v[:k] = 0.0
         seq.append(v)
     stops = [s.observe(10 * i, v) for i, v in enumerate(seq)]
-    # point 3: 6 vs {6 (diff 0), 5 (diff 1)} -> settled; points 0-2 lack a window or differ by 2-3
+    # point 3: 6 vs {6 (diff 0), 5 (diff 1 <= 1.2)} -> settled; point 2: 6 vs 3 differs by 3 > 1.2
     assert stops == [False, False, False, True, True]
     assert s.stopped_at == 30
-    assert [t[2] for t in s.trace] == [1.0, 0.2, 0.3, 0.1]
+    assert [t[2] for t in s.trace] == [1.0, 0.4, 0.5, round(1 / 6, 6)]   # change / |set|
     assert s.summary()["search_steps"] == 30 and s.summary()["planned_steps"] == 100
 
 
 def test_a_slow_drift_under_the_tolerance_per_point_does_not_stop_it():
-    s = rule(tolerance=0.1, window=3)
-    for i, k in enumerate((1, 2, 3, 4, 5, 6)):   # one more per point: within tolerance of the previous only
-        v = torch.full((10,), 0.9)
+    s = rule(n=100, tolerance=0.1, window=3)
+    for i, k in enumerate((20, 22, 24, 26, 28, 30)):   # 2 more per point: within 10% of the previous only
+        v = torch.full((100,), 0.9)
         v[:k] = 0.0
         assert not s.observe(i, v)
 
 
-def test_an_empty_set_is_not_settled_and_target_waits_for_its_ramp():
-    s = rule(window=1)
+def test_an_empty_or_filling_set_is_not_settled_and_target_waits_for_its_ramp():
+    s = rule(n=1000, tolerance=0.01, window=2)
     for i in range(5):
-        assert not s.observe(i, torch.full((10,), 0.9))   # nothing below alpha yet: masks still moving
+        assert not s.observe(i, torch.full((1000,), 0.9))   # nothing below alpha yet: masks still moving
+    for i, k in enumerate((1, 2, 3, 5)):   # the first masks reach alpha: tiny changes against 1000, not against the set
+        v = torch.full((1000,), 0.9)
+        v[:k] = 0.0
+        assert not s.observe(10 + i, v)
     t = rule("target", window=1, fraction=0.5, total_steps=100, start_iteration=1000)
     v = torch.full((10,), 0.9)
     v[:3] = 0.0
@@ -117,7 +121,7 @@ def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summ
     timing = io.load_json(level / "pruning" / "search" / "timing.json")
     assert timing["iterations"] == stop["search_steps"] and timing["stopped_at"] == stop["stopped_at_iteration"]
     changes = [c for _, _, c in stop["trace_iteration_share_in_set_change"]]
-    assert changes[-1] <= 0.045 < max(changes[2:-1] or [1.0])   # it stopped at the first settled point
+    assert changes[-1] <= 0.25 < max(changes[2:-1] or [1.0])   # it stopped at the first settled point
 
     # the same search killed in the epoch after the one before its stop, then resumed
     resumed = tmp_path / "resumed"
@@ -138,14 +142,14 @@ def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summ
     capsys.readouterr()
     assert cli.main(["summary", str(level.parent.parent)]) == 0
     out = capsys.readouterr().out
-    assert (f"early stop (tolerance 0.045, window 2): settled at iteration {stop['stopped_at_iteration']}, "
+    assert (f"early stop (tolerance 0.25, window 2): settled at iteration {stop['stopped_at_iteration']}, "
             f"{stop['search_steps']} of 360 search steps") in out
 
 
 @pytest.mark.parametrize("mode", ["target", "fraction"])
 def test_target_and_fraction_modes_stop_early_too(tmp_path, mode):
     root = tmp_path / mode
-    assert cli.main(["lottery", *SEARCH, "--early_stop=settled", "--early_stop_tolerance=0.05",
+    assert cli.main(["lottery", *SEARCH, "--early_stop=settled", "--early_stop_tolerance=0.2",
                      "--early_stop_window=1", f"--pruning_mode={mode}", f"--root={root}"]) == 0
     level = only_experiment(root)
     stop = io.load_json(level / "pruning" / "search_metrics.json")["early_stop"]
