@@ -191,10 +191,27 @@ def test_concave_lottery_inside_the_patched_checkout(tmp_path, capsys):
     assert values.std() > 1e-4 and set(relaxed) == {"fc_layers.0.weight"}     # the masks were trained
     saved = torch.load(exp / "replicate_1" / "level_2" / "pruning" / "search" / "model_ep2_it0.pth", weights_only=True)
     assert "_extra_state" in saved and "relaxed_mask" in saved["_extra_state"]   # the search's state travels with it
+    checkpoints = sorted(exp.rglob("checkpoint.pth"))
+    assert len(checkpoints) == 5                         # level 0, and a search and a ticket per level
+    for path_ in checkpoints:                            # an interrupted run can resume under safe loading
+        assert type(torch.load(path_, weights_only=True)["ep"]) is int
     capsys.readouterr()
     assert cli_main(["summary", str(exp)]) == 0
     out = capsys.readouterr().out
     assert f"{int(level1)} / {total}" in out and "fraction mode" in out
+
+
+def test_a_target_search_checkpoint_loads_under_safe_loading(tmp_path):
+    """open_lth counts steps with NumPy integers; nothing NumPy may reach the search's checkpointed state."""
+    path, home = checkout(tmp_path), home_with_mnist(tmp_path)
+    E.write(path, E.patched_texts(path, E.load()))
+    result = run_checkout(path, home, "lottery", *FLAGS, "--levels=1", "--quiet", "--pruning_strategy=concave_log",
+                          "--pruning_mode=target", "--pruning_fraction=0.2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(experiment(home) / "replicate_1" / "level_1" / "pruning" / "search" / "checkpoint.pth",
+                       weights_only=True)
+    target = state["model_state_dict"]["_extra_state"]["target"]
+    assert target["steps"] == 8 and type(target["log_scale"]) is float
 
 
 def test_upstream_imp_gives_the_same_masks_with_and_without_the_hooks(tmp_path):

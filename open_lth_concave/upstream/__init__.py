@@ -83,7 +83,7 @@ def _run(argv: list[str]) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {USAGE}\n\n{__doc__.split(chr(10) + chr(10))[0]}")
+        print(f"usage: {USAGE}\n\n{__doc__.strip()}")
         return 0
     commands = {"patch": _patch, "run": _run}
     if argv[0] not in commands:

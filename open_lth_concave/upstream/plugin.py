@@ -115,6 +115,7 @@ def search_level(our_cls: type, h: Any, current_mask: Any, lottery: Any, level: 
     from platforms.platform import get_platform
     from pruning.mask import Mask as UpMask
 
+    from open_lth_concave.foundations.step import Step
     from open_lth_concave.pruning.mask import Mask
     from open_lth_concave.pruning.strategy import PruningContext
     if lottery is None or level is None:
@@ -136,6 +137,9 @@ def search_level(our_cls: type, h: Any, current_mask: Any, lottery: Any, level: 
     def load(lv: int, step: Any):
         return up_models.load(desc.run_path(replicate, lv), step, desc.model_hparams, desc.train_outputs)
 
+    ipe = int(up_datasets.iterations_per_epoch(desc.dataset_hparams))
+    # open_lth counts steps with NumPy integers; the search gets plain ones (its state is saved in checkpoints)
+    our_start, our_end = Step(int(start.iteration), ipe), Step(int(end.iteration), ipe)
     ctx = PruningContext(
         level=level, current_mask=Mask({k: v.detach().float().cpu() for k, v in current_mask.items()}),
         artifacts_dir=level_dir(level) / "pruning",
@@ -143,9 +147,9 @@ def search_level(our_cls: type, h: Any, current_mask: Any, lottery: Any, level: 
         trained_model=lambda: load(level - 1, end), rewind_model=lambda: load(0, start),
         train=functools.partial(train_search, lottery, level, h.pruning_strategy),
         extra={"replicate": replicate, "quiet": not lottery.verbose,
-               "data": SimpleNamespace(train=SimpleNamespace(
-                   iterations_per_epoch=int(up_datasets.iterations_per_epoch(desc.dataset_hparams)))),
-               "start_step": start, "end_step": end, "training_hparams": our_training_hparams(desc.training_hparams)})
+               "data": SimpleNamespace(train=SimpleNamespace(iterations_per_epoch=ipe)),
+               "start_step": our_start, "end_step": our_end,
+               "training_hparams": our_training_hparams(desc.training_hparams)})
     new_mask = our_cls(to_ours(h, our_cls)).prune(ctx)
     return UpMask({k: new_mask[k].detach().float().cpu() for k in current_mask})
 
@@ -184,6 +188,15 @@ def train_search(lottery: Any, level: int, strategy_name: str, model: Any, mask:
     up_train.train(desc.training_hparams, searched, train_loader, str(output_dir), callbacks, start_step=start)
     io.save_json({"seconds": time.time() - began}, output_dir / "timing.json")
     return model, strategy
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python numbers, so that checkpoints load with torch.load(weights_only=True)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
 
 
 class _Hooks:
@@ -246,7 +259,7 @@ def search_model_cls() -> type:
             return self.model.output_layer_names
 
         def get_extra_state(self):
-            return self._searched[0].state_dict()
+            return _plain(self._searched[0].state_dict())
 
         def set_extra_state(self, state):
             if state:

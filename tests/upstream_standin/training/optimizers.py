@@ -18,11 +18,11 @@ def get_optimizer(training_hparams, model):
 
 
 def get_lr_schedule(training_hparams, optimizer, iterations_per_epoch):
-    factors = [lambda it: 1.0]
+    lambdas = [lambda it: 1.0]
     if training_hparams.milestone_steps:
         marks = [Step.from_str(s, iterations_per_epoch).iteration for s in training_hparams.milestone_steps.split(',')]
-        factors.append(lambda it: training_hparams.gamma ** bisect.bisect(marks, it))
+        lambdas.append(lambda it: training_hparams.gamma ** bisect.bisect(marks, it))
     if training_hparams.warmup_steps:
         warm = Step.from_str(training_hparams.warmup_steps, iterations_per_epoch).iteration
-        factors.append(lambda it: min(1.0, it / warm))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: np.product([f(it) for f in factors]))
+        lambdas.append(lambda it: min(1.0, it / warm))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: np.product([l(it) for l in lambdas]))
