@@ -39,6 +39,23 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
     return annotation, False
 
 
+def closest_name(name: str, valid: list[str]) -> Optional[str]:
+    """The valid name a user most likely meant: the one its initials spell (learning_rate -> lr), else a
+    close spelling, else one that contains it or that it contains; None when nothing is close."""
+    import difflib
+    initials = "".join(part[:1] for part in name.split("_") if part)
+    if len(initials) > 1 and initials in valid:
+        return initials
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    inside = [v for v in valid if len(v) > 2 and (v in name or name in v)]
+    if inside:
+        return min(inside, key=lambda v: abs(len(v) - len(name)))
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.4)
+    return close[0] if close else None
+
+
 def _parse_bool(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):
         return True
