@@ -29,11 +29,13 @@ def fused_kernels_available(device_type: str) -> bool:
     """Whether this torch has fused SGD and Adam steps for tensors on `device_type`: on CUDA since
     torch 2.3 (Adam earlier), on the CPU since torch 2.4. Probed once on a one-element tensor, so
     an older torch falls back to the plain optimizers instead of failing."""
+    from open_lth_concave.platform import optim_start
+    optim_start.skip_dynamo_import()
     for optimizer in (torch.optim.SGD, torch.optim.Adam):
         try:
             p = torch.zeros(1, device=device_type, requires_grad=True)
             p.grad = torch.zeros_like(p)
-            optimizer([p], lr=0.1, fused=True).step()
+            optim_start.step(optimizer([p], lr=0.1, fused=True))
         except (TypeError, RuntimeError, ValueError):
             return False
     return True

@@ -7,6 +7,7 @@ import torch
 
 from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
+from open_lth_concave.platform.optim_start import skip_dynamo_import, step  # noqa: F401  (step: the loop's)
 
 
 def build_optimizer(model: torch.nn.Module, hp: TrainingHparams, extra_groups: list[dict[str, Any]],
@@ -17,6 +18,7 @@ def build_optimizer(model: torch.nn.Module, hp: TrainingHparams, extra_groups: l
 
 def optimizer_for_groups(groups: list[dict[str, Any]], hp: TrainingHparams, fused: bool = False) -> torch.optim.Optimizer:
     """The optimizer TrainingHparams describe, over explicit parameter groups."""
+    skip_dynamo_import()
     wd = hp.weight_decay or 0.0
     kwargs: dict[str, Any] = {"fused": True} if fused else {}
     if hp.optimizer_name == "sgd":
