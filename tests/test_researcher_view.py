@@ -212,3 +212,52 @@ def test_concave_search_line_gives_the_share_removed_per_layer(root, capsys):
                          for n, r in metrics["layers"].items() if n not in metrics["ignored_layers"])
     assert line.endswith(f"; removed per layer: {expected}"), line
     assert "fc_layers.0.weight" in expected and "fc.weight" not in expected    # the preset ignores fc.weight
+
+
+# ---- plots and tables ---------------------------------------------------------------------------------
+def test_comparison_files_figures_labels_title_and_single_replicate_table(root, capsys, tmp_path):
+    from open_lth_concave.pruning.mask import Mask
+    from open_lth_concave.report import figures, table
+    from open_lth_concave.report.plot import legend_labels
+    from open_lth_concave.report.runs import read_experiment
+    assert cli.main(["compare", *SHORT, "--levels=1", "--replicates=1",
+                     "--strategies=sparse_global,concave_log:mask_optimizer=scaled"]) == 0
+    capsys.readouterr()
+    (out,) = [p for p in root.iterdir() if p.name.startswith("compare_")]
+    for name in ("comparison.png", *figures.FIGURES):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 10_000, name
+    md = (out / "comparison.md").read_text()
+    assert "## LeNet-300-100 on Digits (8×8), 360 test images; 20it per round, rewind to init" in md
+    assert "| IMP | 1 | 80.40 | " in md and "±" not in md.split("| Replicates |")[1].split("| Strategy | Time")[0]
+    exps = [read_experiment(p) for p in sorted(root.glob("lottery_*"))]
+    stats = table.compute(exps)
+    labels = dict(zip([e.strategy for e in exps], legend_labels(stats)))
+    assert labels == {"sparse_global": "IMP", "concave_log": "Concave log (mask optimizer scaled, α 0.4)"}
+    # the learning curve is the level's logger; the histogram covers the weights that survived level 0
+    concave = next(e for e in exps if e.strategy == "concave_log")
+    steps, acc = figures.learning_curve(concave, 1)
+    assert steps == [0, 20] and len(acc) == 2 and 0 < acc[-1] <= 100
+    rep = concave.path / "replicate_1"
+    edges, counts, alpha = figures.search_histogram(rep / "level_1", rep / "level_0" / "main" / "mask.pth")
+    before = Mask.load(rep / "level_0" / "main" / "mask.pth")
+    after = Mask.load(rep / "level_1" / "main" / "mask.pth")
+    prunable = ["fc_layers.0.weight", "fc_layers.1.weight"]                   # the preset ignores fc.weight
+    assert alpha == 0.4 and sum(counts) == sum(int(before[n].sum()) for n in prunable)
+    removed = sum(int(before[n].sum()) - int(after[n].sum()) for n in prunable)
+    below = sum(c for e, c in zip(edges, counts) if e < alpha)
+    assert removed > 0 and abs(below - removed) <= 0.01 * sum(counts), (below, removed)
+    per_layer = figures.layer_remaining(concave)
+    assert per_layer[0] == {n: 100.0 for n in before} and per_layer[1]["fc.weight"] == 100.0
+    assert per_layer[1]["fc_layers.0.weight"] == pytest.approx(100 * float(after["fc_layers.0.weight"].mean()))
+    # summary draws the same figures for one run
+    assert cli.main(["summary", str(concave.path), "--figures", str(tmp_path / "figs")]) == 0
+    assert "Figures written to" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(figures.FIGURES)
+
+
+def test_accuracy_axis_spans_at_least_25_test_images():
+    from open_lth_concave.report.plot import accuracy_limits
+    lo, hi = accuracy_limits([97.0, 97.1], test_images=2000)     # a 2-image wiggle on 2,000 images
+    assert hi - lo == pytest.approx(1.1 * 25 * 0.05) and lo < 97.0 and hi > 97.1
+    lo, hi = accuracy_limits([80.0, 95.0], test_images=2000)     # real differences keep their own range
+    assert hi - lo == pytest.approx(1.1 * 15.0)

@@ -28,6 +28,60 @@ def _style(stats, used: set) -> dict:
     return {"color": color, "linestyle": linestyle, "marker": MARKERS.get(strategy, "o")}
 
 
+SYMBOLS = {"threshold": "α", "regularization_lambda": "λ", "epsilon": "ε", "mask_lr": "mask lr",
+           "mask_momentum": "mask momentum", "mask_weight_decay": "mask wd", "mask_optimizer": "mask optimizer",
+           "pruning_mode": "mode", "pruning_fraction": "fraction", "initial_mask_value": "m₀"}
+
+
+def _pruning_defaults(strategy: str) -> tuple[dict, object]:
+    """The strategy's own defaults (its hyperparameter dataclass) and a builder of its hyperparameters."""
+    from dataclasses import MISSING, fields
+    from open_lth_concave.pruning.strategy import registry
+    try:
+        cls = registry.get(strategy).hparams_cls
+    except Exception:   # noqa: BLE001 - a strategy this installation does not know: no defaults
+        return {}, None
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}, cls
+
+
+def legend_labels(all_stats: list) -> list[str]:
+    """Each entry's name plus every non-default setting that tells it apart from the others: its pruning
+    settings that differ from its strategy's defaults (and are not the same for every entry), the alpha in
+    force for mask searches, and any other hyperparameter that differs between entries."""
+    import json
+    exps = [s.experiment for s in all_stats]
+    pruning = [dict(e.hparams.get("pruning_hparams") or {}) for e in exps]
+    shared = {k for k in set().union(*pruning) if all(k in p for p in pruning) and
+              len({json.dumps(p[k], default=str) for p in pruning}) == 1} if pruning else set()
+    flat = [{f"{g}.{k}": v for g, d in e.hparams.items() if isinstance(d, dict) and g != "pruning_hparams"
+             for k, v in d.items()} for e in exps]
+    differing = sorted(k for k in set().union(*flat) if len({json.dumps(f.get(k), default=str) for f in flat}) > 1) \
+        if flat else []
+    labels = []
+    for stats, values, other in zip(all_stats, pruning, flat):
+        strategy = stats.experiment.strategy
+        defaults, cls = _pruning_defaults(strategy)
+        shown = []
+        for key, value in values.items():
+            if key in ("pruning_strategy", "threshold") or key in shared or value is None:
+                continue
+            if key in defaults and value == defaults[key]:
+                continue
+            shown.append(f"{SYMBOLS.get(key, key)} {value:g}" if isinstance(value, float) else
+                         f"{SYMBOLS.get(key, key)} {value}")
+        if cls is not None and "threshold" in values:   # alpha in force, also when derived from the mask optimizer
+            try:
+                alpha = cls.from_dict({k: v for k, v in values.items()}).alpha
+                shown.append(f"α {alpha:g}")
+            except Exception:   # noqa: BLE001 - an old record: the recorded value, if any
+                if values.get("threshold") is not None:
+                    shown.append(f"α {values['threshold']:g}")
+        shown += [f"{k.split('.', 1)[1]} {other.get(k)}" for k in differing]
+        base = names.strategy_name(strategy)
+        labels.append(f"{base} ({', '.join(shown)})" if shown else base)
+    return labels
+
+
 def nice_ticks(lo: float, hi: float, most: int = 9) -> list[float]:
     """Round percentages (100, 70, 50, 30, ...) for a log axis: the finest 1-2-5-like set with at most
     `most` ticks in [lo, hi], largest first."""
@@ -45,7 +99,21 @@ def _tick_label(value: float) -> str:
     return f"{value:.3g}"
 
 
-def plot_comparison(all_stats: list, heading: str, path: Path) -> None:
+MIN_SPAN_IMAGES = 25
+
+
+def accuracy_limits(values: list[float], test_images: int) -> tuple[float, float]:
+    """The accuracy axis (in %): the data with 5% margins, widened to at least MIN_SPAN_IMAGES test images
+    around their middle, so that a difference of one or two images stays a small step on the plot."""
+    lo, hi = min(values), max(values)
+    span = max(hi - lo, MIN_SPAN_IMAGES * 100.0 / test_images)
+    middle = (hi + lo) / 2
+    return middle - 0.55 * span, middle + 0.55 * span
+
+
+def plot_comparison(all_stats: list, heading: str, path: Path, test_images: int | None = None) -> None:
+    """`test_images`: the test-set size; the accuracy axis then spans at least 25 test images and says
+    what one image is worth, so that a one- or two-image wiggle is not drawn as a cliff."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -53,9 +121,14 @@ def plot_comparison(all_stats: list, heading: str, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
     xs_all: list[float] = []
+    ys_all: list[float] = []
     used: set = set()
-    dense_values = []
-    for stats in all_stats:
+    dense_rows = [s.levels[0] for s in all_stats if s.levels and s.levels[0]["level"] == 0
+                  and s.levels[0]["accuracy_mean_pct"] is not None]
+    dense_once = len(dense_rows) > 1 and len({(round(r["accuracy_mean_pct"], 9), round(r["accuracy_std_pct"] or 0, 9))
+                                              for r in dense_rows}) == 1
+    labels = legend_labels(all_stats) if all_stats else []
+    for stats, label in zip(all_stats, labels):
         rows = [r for r in stats.levels if r["accuracy_mean_pct"] is not None]
         if not rows:
             continue
@@ -64,15 +137,29 @@ def plot_comparison(all_stats: list, heading: str, path: Path) -> None:
         s = [r["accuracy_std_pct"] or 0.0 for r in rows]
         style = _style(stats, used)
         n = max(len(stats.experiment.replicates), 1)
-        ax.plot(x, y, label=f"{names.strategy_name(stats.label)} (n={n})", linewidth=2, markersize=6, **style)
-        ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)],
-                        color=style["color"], alpha=0.18, linewidth=0)
+        shared_start = dense_once and rows[0]["level"] == 0
+        ax.plot(x, y, label=f"{label} (n={n})", linewidth=2, markersize=6,
+                markevery=list(range(1, len(x))) if shared_start else None, **style)
+        if n > 1:   # one replicate has no spread
+            first = 1 if shared_start else 0
+            ax.fill_between(x[first:], [a - b for a, b in zip(y, s)][first:], [a + b for a, b in zip(y, s)][first:],
+                            color=style["color"], alpha=0.18, linewidth=0)
         xs_all += x
-        if rows[0]["level"] == 0:
-            dense_values.append(rows[0]["accuracy_mean_pct"])
-    if dense_values:
-        dense = sum(dense_values) / len(dense_values)
-        ax.axhline(dense, color="0.35", linestyle=":", linewidth=1.2, label=f"Dense network ({dense:.2f}%)")
+        ys_all += [a - b for a, b in zip(y, s)] + [a + b for a, b in zip(y, s)]
+    if dense_rows:
+        dense = sum(r["accuracy_mean_pct"] for r in dense_rows) / len(dense_rows)
+        what = "Dense network, shared" if dense_once else "Dense network"
+        ax.axhline(dense, color="0.35", linestyle=":", linewidth=1.2, label=f"{what} ({dense:.2f}%)")
+        if dense_once:
+            std = dense_rows[0]["accuracy_std_pct"] or 0.0
+            ax.errorbar([dense_rows[0]["remaining_pct"]], [dense], yerr=[std] if std else None, color="black",
+                        marker="*", markersize=11, capsize=3, linewidth=1.2, zorder=5)
+    if test_images and ys_all:
+        image = 100.0 / test_images
+        ax.set_ylim(*accuracy_limits(ys_all, test_images))
+        ax.set_ylabel(f"Test accuracy (%); 1 test image = {image:.2g} pp", fontsize=11)
+    else:
+        ax.set_ylabel("Test accuracy (%)", fontsize=11)
     ax.set_xscale("log")
     if xs_all:
         lo, hi = min(xs_all), max(xs_all)
@@ -82,8 +169,7 @@ def plot_comparison(all_stats: list, heading: str, path: Path) -> None:
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([_tick_label(t) for t in kept])
     ax.set_xlabel("Remaining weights (%)", fontsize=11)
-    ax.set_ylabel("Test accuracy (%)", fontsize=11)
-    ax.set_title(heading, fontsize=12)
+    ax.set_title(heading, fontsize=10 if len(heading) > 70 else 12)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=9, framealpha=0.9)
     fig.tight_layout()

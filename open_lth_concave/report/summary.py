@@ -170,6 +170,9 @@ def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="open_lth summary", description=__doc__.splitlines()[0])
     parser.add_argument("dir", help="A lottery_<hash> experiment folder or one of its replicate_<N> folders, a "
                                     "train_<hash> folder, or a compare_<hash> folder.")
+    parser.add_argument("--figures", type=str, default=None, metavar="OUT",
+                        help="Also draw the run's learning curves, mask histograms (concave searches) and remaining "
+                             "weights per layer into the folder OUT (see report/figures.py).")
     args = parser.parse_args(argv)
     path = Path(args.dir)
     if not path.is_dir():
@@ -185,6 +188,10 @@ def main(argv: list[str]) -> int:
     if not exp.replicates:
         raise HparamError(f"no lottery runs in {path}: no replicate has a level with sparsity_report.json")
     print(render(exp), end="")
+    if args.figures:
+        from open_lth_concave.report.figures import write_figures
+        written = write_figures([exp], [exp.strategy], Path(args.figures))
+        print(f"Figures written to {args.figures}: {', '.join(written) or 'none (nothing to draw)'}")
     return 0
 
 

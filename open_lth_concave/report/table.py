@@ -137,14 +137,50 @@ def to_csv(stats: list[StrategyStats]) -> str:
     return buffer.getvalue()
 
 
+def test_examples(exp: Experiment) -> Optional[int]:
+    """How many test images level 0 was evaluated on (its logger's test_examples), None when not recorded."""
+    from open_lth_concave.training.metric_logger import MetricLogger
+    for rep in sorted(exp.replicates):
+        logger = exp.path / f"replicate_{rep}" / "level_0" / "main" / "logger"
+        try:
+            n = MetricLogger.load(logger).last("test_examples")
+        except Exception:   # noqa: BLE001 - missing or damaged: not recorded
+            continue
+        if n:
+            return int(n)
+    return None
+
+
+def schedule(exp: Experiment) -> str:
+    """`2ep per round, rewind to init` (or `rewind to 1ep`, `pretrained on ...`)."""
+    training = exp.hparams.get("training_hparams") or {}
+    pre_training = exp.hparams.get("pretrain_training_hparams") or {}
+    pre_dataset = exp.hparams.get("pretrain_dataset_hparams") or {}
+    steps = training.get("training_steps", "?")
+    if not pre_training or not pre_training.get("training_steps"):
+        point = "rewind to init"
+    elif not pre_dataset or pre_dataset == exp.hparams.get("dataset_hparams"):
+        point = f"rewind to {pre_training['training_steps']}"
+    else:
+        point = f"pretrained {pre_training['training_steps']} on {names.dataset_name(pre_dataset.get('dataset_name', '?'))}"
+    return f"{steps} per round, {point}"
+
+
 def title(experiments: list[Experiment]) -> str:
+    """Model, dataset with its test-set size (MNIST-10k is not MNIST), epochs per round and rewind point."""
+    counts = sorted({n for n in (test_examples(e) for e in experiments) if n})
     datasets = sorted({names.dataset_name(e.dataset) for e in experiments})
     models = sorted({names.model_name(e.model) for e in experiments})
-    return f"{' / '.join(models)} on {' / '.join(datasets)}"
+    size = f", {' / '.join(f'{n:,}' for n in counts)} test images" if counts else ""
+    schedules = sorted({schedule(e) for e in experiments})
+    return f"{' / '.join(models)} on {' / '.join(datasets)}{size}; {' / '.join(schedules)}"
 
 
-def _pm(m: Optional[float], s: Optional[float]) -> str:
-    return "—" if m is None else f"{m:.2f} ± {s:.2f}"
+def _pm(m: Optional[float], s: Optional[float], n: int = 2) -> str:
+    """`mean ± std`; one replicate has no spread to show, so just the mean."""
+    if m is None:
+        return "—"
+    return f"{m:.2f}" if n < 2 or s is None else f"{m:.2f} ± {s:.2f}"
 
 
 def to_markdown(stats: list[StrategyStats], heading: str) -> str:
@@ -160,7 +196,8 @@ def to_markdown(stats: list[StrategyStats], heading: str) -> str:
                 rem += f" ± {row['remaining_std_pct']:.2f}"
             diff = "—" if row["diff_from_dense_pct"] is None else f"{row['diff_from_dense_pct']:+.2f}"
             lines.append(f"| {names.strategy_name(s.label)} | {row['level']} | {rem} | "
-                         f"{_pm(row['accuracy_mean_pct'], row['accuracy_std_pct'])} | {diff} | {row['replicates']} |")
+                         f"{_pm(row['accuracy_mean_pct'], row['accuracy_std_pct'], row['replicates'])} | {diff} | "
+                         f"{row['replicates']} |")
     lines += ["", "| Strategy | Time to find the sparse network | Training time of the sparse network |",
               "|---|---:|---:|"]
     for s in stats:
@@ -192,5 +229,8 @@ def write_all(stats: list[StrategyStats], experiments: list[Experiment], out_dir
     io.save_text(to_csv(stats), out_dir / "comparison.csv")
     io.save_text(markdown + "\n![Test accuracy vs remaining weights](comparison.png)\n", out_dir / "comparison.md")
     io.save_json(to_json(stats, heading, extra), out_dir / "comparison.json")
-    plot_comparison(stats, heading, out_dir / "comparison.png")
+    counts = [n for n in (test_examples(e) for e in experiments) if n]
+    plot_comparison(stats, heading, out_dir / "comparison.png", test_images=min(counts) if counts else None)
+    from open_lth_concave.report.figures import write_figures
+    write_figures(experiments, [s.label for s in stats], out_dir)
     return markdown
