@@ -277,6 +277,8 @@ def job_common(args: argparse.Namespace, desc=None) -> tuple[Path, Platform]:
     if args.replicate < 1:
         raise HparamError(f"invalid --replicate {args.replicate}: must be an integer >= 1")
     root = Path(args.root).expanduser() if args.root else results_root()
+    from open_lth_concave.foundations.io import check_writable_folder
+    check_writable_folder(root, "--root" if args.root else "results root ($OPEN_LTH_ROOT)")  # before any work
     platform = Platform.from_args(args)
     from open_lth_concave.foundations import distributed
     distributed.init_from_environment(platform.torch_device.type)
@@ -478,6 +480,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"open_lth {argv[0]}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system refused (full disk, permissions, ...): the path and the cause
+        if e.filename is None:
+            raise
+        print(f"open_lth {argv[0]}: error: {e.strerror or type(e).__name__}: {e.filename}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

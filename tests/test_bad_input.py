@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from open_lth_concave import cli
+from open_lth_concave.foundations import io
 
 PRESET_FAULTS = {
     # name: (file text or bytes, words the one line must hold)
@@ -81,3 +82,112 @@ def test_preset_folder_in_the_preset_directory(tmp_path, root, capsys, monkeypat
     assert cli.main(["lottery", "--default_hparams=quick", "--levels=1"]) == 2
     one_line(capsys, str(tmp_path / "quick.toml"), "a folder")
     assert not root.exists()
+
+
+# ---- paths -----------------------------------------------------------------------------------------------------
+DIGITS = ["--default_hparams=digits_lenet_300_100", "--training_steps=1ep", "--quiet"]
+
+
+def _a_file(tmp_path: Path) -> Path:
+    f = tmp_path / "a_file"
+    f.write_text("not a folder")
+    return f
+
+
+PATH_FAULTS = {
+    "--root is a file": lambda t: (["--root", str(_a_file(t))], {}, "a_file is a file"),
+    "--root under a file": lambda t: (["--root", str(_a_file(t) / "sub")], {}, "a_file is a file"),
+    "$OPEN_LTH_ROOT is a file": lambda t: ([], {"OPEN_LTH_ROOT": str(_a_file(t))}, "a_file is a file"),
+    "--root is a dangling link": lambda t: (["--root", str(_dangling(t))], {}, "dangling symbolic link"),
+}
+
+
+def _dangling(tmp_path: Path) -> Path:
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    return link
+
+
+@pytest.mark.parametrize("command", ["lottery", "train", "compare"])
+@pytest.mark.parametrize("fault", PATH_FAULTS)
+def test_bad_results_root_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, fault, command):
+    flags, env, words = PATH_FAULTS[fault](tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = [command, *DIGITS, *flags] + (["--levels=1"] if command != "train" else []) + \
+        (["--strategies=sparse_global"] if command == "compare" else [])
+    before = sorted(tmp_path.rglob("*"))
+    assert cli.main(argv) == 2
+    one_line(capsys, words)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_compare_output_dir_that_is_a_file_is_found_before_training(tmp_path, root, capsys):
+    out = _a_file(tmp_path)
+    assert cli.main(["compare", *DIGITS, "--levels=1", "--strategies=sparse_global", "--output_dir", str(out)]) == 2
+    one_line(capsys, "--output_dir", str(out), "is a file")
+    assert not root.exists()                                   # nothing trained
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root may write into read-only folders")
+def test_read_only_root(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    assert cli.main(["lottery", *DIGITS, "--levels=1", "--root", str(ro / "results")]) == 2
+    one_line(capsys, "is not writable", str(ro))
+
+
+# ---- write failures --------------------------------------------------------------------------------------------
+def test_a_file_size_limit_stops_with_one_line_and_nothing_half_written(tmp_path):
+    """A file-size limit smaller than a model file: one line naming the file and the cause, exit 2, no
+    temporary or partial file; without the limit the same command then finishes as a clean run does."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    root = tmp_path / "root"
+    argv = [sys.executable, "-m", "open_lth_concave", "lottery", *DIGITS, "--levels=1", "--root", str(root)]
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+    failed = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, preexec_fn=limit, timeout=300)
+    assert failed.returncode == 2, failed.stderr
+    assert failed.stderr.count("\n") == 1 and "cannot write" in failed.stderr and ".pth" in failed.stderr
+    assert "File too large" in failed.stderr and "Traceback" not in failed.stderr
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    assert all(p.stat().st_size < 20_000 for p in root.rglob("*") if p.is_file())  # none was cut at the limit
+    assert cli.main(argv[3:]) == 0                                                  # without the limit
+    assert cli.main(argv[3:-1] + [str(tmp_path / "clean")]) == 0
+    (again,), (clean,) = root.glob("lottery_*"), (tmp_path / "clean").glob("lottery_*")
+    assert io.load_json(again / "replicate_1" / "report.json")["levels"][1]["test_accuracy"] == \
+        io.load_json(clean / "replicate_1" / "report.json")["levels"][1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EDQUOT", "EACCES"])
+def test_a_failing_disk_stops_with_one_line_naming_the_file(root, capsys, monkeypatch, errno_name):
+    import errno
+    import os
+    real_fsync = os.fsync
+
+    def failing_fsync(fd):
+        raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    assert cli.main(["lottery", *DIGITS, "--levels=1"]) == 2
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    err = one_line(capsys, "cannot write", os.strerror(getattr(errno, errno_name)))
+    assert str(root) in err
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name != ".lock"]   # nothing (half-)written
+
+
+def test_result_files_follow_the_umask(root, capsys):
+    import os
+    old = os.umask(0o022)
+    try:
+        assert cli.main(["lottery", *DIGITS, "--levels=0"]) == 0
+    finally:
+        os.umask(old)
+    files = [p for p in root.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files), \
+        {p.name: oct(p.stat().st_mode & 0o777) for p in files}

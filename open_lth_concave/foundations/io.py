@@ -19,6 +19,31 @@ class CorruptFileError(UserError, RuntimeError):
     """A file that exists but cannot be read back (truncated, corrupted, wrong kind)."""
 
 
+class WriteError(UserError, OSError):
+    """Writing a file failed (full disk, file-size limit, no permission, ...): names the path and the cause."""
+
+
+def os_error_text(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+def check_writable_folder(path: Path, what: str) -> None:
+    """Before any work: `path` must be a folder that exists, or can be made, and can be written. Raises a
+    UserError naming `what` (e.g. "--root"), the path and the cause."""
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            raise UserError(f"invalid {what} {path}: {existing} is a dangling symbolic link")
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"invalid {what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"invalid {what} {path}: {existing} is not writable")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write on rank 0 only (all ranks call this at the same points), then wait for it everywhere."""
     from open_lth_concave.foundations import distributed
@@ -40,18 +65,31 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     old file or the whole new one, never half of one. Writes in every process that calls it; the
     `save_*` functions below call it on rank 0 only."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # as an ordinary new file (mkstemp makes it 0600)
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {os_error_text(e)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, UserError):
+            raise WriteError(f"cannot write {path}: {os_error_text(e)}") from None
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove(path: Path) -> None:

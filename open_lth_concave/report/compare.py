@@ -207,6 +207,8 @@ def report_only(dirs: list[str], output_dir: Optional[str]) -> int:
         raise HparamError(f"no lottery runs in {missing[0]}: not a folder")
     experiments = read_experiments([Path(d) for d in dirs])
     out = Path(output_dir) if output_dir else comparison_dir(experiments[0].path.parent, [e.name for e in experiments])
+    from open_lth_concave.foundations.io import check_writable_folder
+    check_writable_folder(out, "--output_dir")
     _report(experiments, out, {"levels": None, "source": "report_only", "dirs": [str(Path(d)) for d in dirs]})
     return 0
 
@@ -237,6 +239,8 @@ def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
     if args.display_output_location:
         print(out)
         return 0
+    from open_lth_concave.foundations.io import check_writable_folder
+    check_writable_folder(out, "--output_dir")  # found now, not after all the training
     for runner in runners.values():  # an existing experiment made with other hyperparameters stops all, first
         runner.check_record(write=False)
     quiet = args.quiet
