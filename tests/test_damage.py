@@ -263,3 +263,56 @@ def test_damaged_relaxed_mask_is_recomputed_from_the_finished_search(concave, tm
     again = io.load_torch(path)
     assert again.keys() == good.keys() and all(torch.equal(again[k], good[k]) for k in good)
     assert same_results(results(exp), concave[1])
+
+
+# ---- partial deletions -----------------------------------------------------------------------------------------
+DELETIONS = {  # what is removed -> what a rerun does
+    "level_2/main": "same", "level_2": "same", "level_0/main": "same", "level_2/main/mask.pth": "same",
+    f"level_1/main/{FINAL}": "same", "level_1/main/logger": "same", "level_1/main/timing.json": "same",
+    "level_1/main/sparsity_report.json": "same", "level_0/main/model_ep0_it0.pth": "same",
+    "level_1/main": "refused", "level_1/main/mask.pth": "refused",
+}
+
+
+@pytest.mark.parametrize("removed", DELETIONS)
+def test_removed_part_is_redone_or_named(finished, tmp_path, capsys, removed):
+    exp = copy_of(finished, tmp_path)
+    target = exp / "replicate_1" / removed
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    before = snapshot(exp)
+    code = cli.main(ARGV + ["--root", str(exp.parent)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if DELETIONS[removed] == "same":
+        assert code == 0, err
+        assert same_results(results(exp), finished[1])
+    else:
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"move {exp / 'replicate_1' / 'level_1'} and every later level folder away" in err
+        assert snapshot(exp) == before
+
+
+def test_branch_on_a_trunk_without_its_rewind_point_names_the_fix(finished, tmp_path, capsys):
+    exp = copy_of(finished, tmp_path)
+    shutil.rmtree(exp / "replicate_1" / "level_0" / "main")
+    trunk = ARGV[1:-2] + ["--root", str(exp.parent), "--quiet"]
+    assert cli.main(["lottery_branch", "retrain", *trunk, "--levels=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "level_0/main/model_ep0_it0.pth" in err and "run `open_lth lottery`" in err, err
+
+
+@pytest.mark.parametrize("removed", ["pruning/relaxed_mask.pth", "pruning"])
+def test_removed_concave_search_is_redone_or_named(concave, tmp_path, capsys, removed):
+    exp = tmp_path / "root" / concave[0].name
+    shutil.copytree(concave[0], exp)
+    target = exp / "replicate_1" / "level_1" / removed
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    capsys.readouterr()
+    code = cli.main(CONCAVE + ["--levels=2", "--root", str(exp.parent)])
+    err = capsys.readouterr().err
+    if removed == "pruning":     # the search itself is gone: nothing to recompute the start of level 2 from
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"move {exp / 'replicate_1' / 'level_1'} and the later level folders away" in err
+    else:
+        assert code == 0 and "recomputed from the finished search" in err, err
+        assert same_results(results(exp), concave[1])

@@ -267,15 +267,12 @@ class MaskSearch(PruningStrategy):
         if ctx.level <= 1 or ctx.previous_artifacts_dir is None:
             return None
         path = Path(ctx.previous_artifacts_dir) / self.carry_file
-        if not path.exists():
-            raise PruningError(f"level {ctx.level}: the previous level's {self.carry_file} is missing at {path}; "
-                               "remove the later levels' folders and run again")
         shapes = {n: v.shape for n, v in ctx.current_mask.items()
                   if n not in layers_to_ignore(self.hparams.pruning_layers_to_ignore)}
         unit = "unit" if self.carry_file == RELAXED_MASK_FILE else None
-        try:   # read back checked (foundations/validate.py); a damaged one is recomputed from the finished search
+        try:   # read back checked (foundations/validate.py); a damaged or missing one is recomputed from the finished search
             return validate.tensors(io.load_torch(path), path, shapes, "relaxed mask", values=unit)
-        except io.CorruptFileError as e:
+        except (io.CorruptFileError, io.MissingFileError) as e:
             final = Path(ctx.previous_artifacts_dir) / "search" / "strategy_final.pth"
             try:
                 state = io.load_torch(final) if unit and final.exists() else {}

@@ -174,6 +174,9 @@ class LotteryRunner:
         model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         try:
             state = validate.tensors(io.load_torch(path), path, model.state_dict(), "model state")
+        except MissingFileError:
+            raise MissingFileError(f"missing file {path}: run `open_lth lottery` with the same flags (and --levels >= "
+                                   f"{level}) to make it again") from None
         except io.CorruptFileError as e:
             raise io.CorruptFileError(f"{e}; run `open_lth lottery` with the same flags (and --levels >= {level}) "
                                       "to make it again") from None
@@ -253,6 +256,11 @@ class LotteryRunner:
         existing = self._existing_mask(level)
         if existing is not None:
             return existing
+        later = self.main_dir(level + 1) / "mask.pth"
+        if level > 0 and later.exists():  # removed by hand: recomputing it could disagree with the later levels
+            raise MissingFileError(f"level {level} has no mask at {mask_file} but level {level + 1} was pruned from it: "
+                                   f"move {self.level_dir(level)} and every later level folder away and run again "
+                                   "(they are recomputed)")
         if level == 0:
             mask = Mask.ones_like(self.rewind_model())
             seconds = 0.0
