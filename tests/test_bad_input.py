@@ -191,3 +191,16 @@ def test_result_files_follow_the_umask(root, capsys):
     files = [p for p in root.rglob("*") if p.is_file() and p.name != ".lock"]
     assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files), \
         {p.name: oct(p.stat().st_mode & 0o777) for p in files}
+
+
+# ---- smaller ones ----------------------------------------------------------------------------------------------
+def test_zero_training_steps_run_quietly_and_leave_the_rewind_point_alone(root, capsys):
+    argv = ["lottery", "--default_hparams=digits_lenet_300_100", "--training_steps=0ep", "--levels=1", "--quiet"]
+    assert cli.main(argv) == 0
+    assert "warning" not in capsys.readouterr().err
+    (rewind,) = root.glob("lottery_*/replicate_1/level_0/main/model_ep0_it0.pth")
+    stamp = rewind.stat().st_mtime_ns
+    assert cli.main(argv) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert rewind.stat().st_mtime_ns == stamp
+    assert (rewind.parent / "logger").exists()

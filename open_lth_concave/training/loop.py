@@ -130,7 +130,10 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     strategy = job.make_strategy(model, job.mask)
     end_file = model_path(out, job.end_step)
     strategy_file = out / "strategy_final.pth"
-    if end_file.exists():  # finished before: reuse, never retrain
+    # a zero-length run (e.g. --training_steps=0ep) ends where it starts: its end file is its start file (level 0's is
+    # the rewind point), so only a logger tells that it ran, and that file is never removed or rewritten
+    zero_length = job.start_step == job.end_step
+    if end_file.exists() and not (zero_length and not (out / "logger").exists()):  # finished before: reuse
         initial = _cpu_state(model)
         try:  # read and check everything before touching the model, so a damaged file leaves it at the start
             end_state, strategy_state = _read_finished(job, model, end_file, strategy_file, device)
@@ -143,7 +146,8 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                                               f"({type(e).__name__})") from None
         except (io.CorruptFileError, FileNotFoundError) as e:
             warn(f"{job.label}: the finished run in {out} is unreadable ({e}); training it again")
-            io.remove(end_file)
+            if not zero_length or str(end_file) in str(e):
+                io.remove(end_file)
             model.load_state_dict(initial)
             strategy = job.make_strategy(model, job.mask)
         else:
@@ -177,7 +181,8 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         print(f"{job.label}: resumed at {step} (of {job.end_step}) from {checkpoint}", flush=True)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        io.save_torch(_cpu_state(model), model_path(out, job.start_step))
+        if not (zero_length and end_file.exists()):
+            io.save_torch(_cpu_state(model), model_path(out, job.start_step))
     changed = platform_record.start_session(out, platform_record.current(job.platform, hp.apex_fp16), step.iteration,
                                             resumed=state is not None)
     if changed:
@@ -284,7 +289,8 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         timing["stopped_at"] = step.iteration
     io.save_json(timing, out / "timing.json")
     distributed.broadcast_buffers(model)
-    io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
+    if not (zero_length and end_file.exists()):
+        io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
     io.remove(checkpoint)
     return model, strategy
 
