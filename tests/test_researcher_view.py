@@ -261,3 +261,23 @@ def test_accuracy_axis_spans_at_least_25_test_images():
     assert hi - lo == pytest.approx(1.1 * 25 * 0.05) and lo < 97.0 and hi > 97.1
     lo, hi = accuracy_limits([80.0, 95.0], test_images=2000)     # real differences keep their own range
     assert hi - lo == pytest.approx(1.1 * 15.0)
+
+
+def test_time_table_names_the_platform_and_marks_runs_from_different_ones(root, capsys, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["lottery", *SHORT, "--levels=1", "--threads=1"]) == 0
+        assert cli.main(["lottery", *SHORT, "--levels=1", "--pruning_strategy=concave_log",
+                         "--mask_optimizer=scaled", "--threads=2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    capsys.readouterr()
+    dirs = [str(p) for p in sorted(root.glob("lottery_*"))]
+    assert cli.main(["compare", "--report_only", *dirs, "--output_dir", str(tmp_path / "cmp")]) == 0
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| Platform |" in md
+    assert "| IMP † |" in md and "| Concave log † |" in md and "channels_last, 1 thread |" in md
+    assert "channels_last, 2 threads |" in md and "† Not comparable: these times come from 2 different platforms" in md
+    # either experiment alone ran on one platform: no mark
+    assert cli.main(["compare", "--report_only", dirs[0], "--output_dir", str(tmp_path / "one")]) == 0
+    assert "†" not in (tmp_path / "one" / "comparison.md").read_text()

@@ -46,6 +46,27 @@ class StrategyStats:
     levels: list[dict] = field(default_factory=list)
     find_seconds: Optional[float] = None
     final_ticket_seconds: Optional[float] = None
+    platforms: list[str] = field(default_factory=list)   # where its timed runs ran (device, precision, threads)
+
+
+def timed_platforms(exp: Experiment) -> list[str]:
+    """The platforms (device, precision, memory layout, threads; versions left out) of every run whose
+    time the tables report: each level's ticket training and mask search; 'not recorded' for runs
+    without platform.json (older ones, open_lth's)."""
+    from open_lth_concave.platform import record
+    found: list[str] = []
+    for rep in sorted(exp.replicates):
+        rep_dir = exp.path / f"replicate_{rep}"
+        for row in exp.replicates[rep]:
+            level_dir = rep_dir / f"level_{row['level']}"
+            for run in (level_dir / "main", level_dir / "pruning" / "search"):
+                if not (run / "timing.json").exists():
+                    continue
+                line = record.summary(run)
+                line = "not recorded" if line is None else line.split("; torch")[0]
+                if line not in found:
+                    found.append(line)
+    return found
 
 
 def _flat(hparams: dict) -> dict[str, object]:
@@ -117,6 +138,7 @@ def compute(experiments: list[Experiment], labels: Optional[list[str]] = None) -
         pairs = [_find_and_train(rows, stats.needs_trained_model) for rows in exp.replicates.values()]
         stats.find_seconds = mean([f for f, _ in pairs if f is not None])
         stats.final_ticket_seconds = mean([t for _, t in pairs if t is not None])
+        stats.platforms = timed_platforms(exp)
         out.append(stats)
     return out
 
@@ -198,11 +220,16 @@ def to_markdown(stats: list[StrategyStats], heading: str) -> str:
             lines.append(f"| {names.strategy_name(s.label)} | {row['level']} | {rem} | "
                          f"{_pm(row['accuracy_mean_pct'], row['accuracy_std_pct'], row['replicates'])} | {diff} | "
                          f"{row['replicates']} |")
-    lines += ["", "| Strategy | Time to find the sparse network | Training time of the sparse network |",
-              "|---|---:|---:|"]
+    lines += ["", "| Strategy | Time to find the sparse network | Training time of the sparse network | Platform |",
+              "|---|---:|---:|---|"]
+    everywhere = sorted({p for s in stats for p in s.platforms})
     for s in stats:
-        lines.append(f"| {names.strategy_name(s.label)} | {names.duration(s.find_seconds)} | "
-                     f"{names.duration(s.final_ticket_seconds)} |")
+        mark = " †" if len(everywhere) > 1 else ""
+        lines.append(f"| {names.strategy_name(s.label)}{mark} | {names.duration(s.find_seconds)} | "
+                     f"{names.duration(s.final_ticket_seconds)} | {' + '.join(s.platforms) or '—'} |")
+    if len(everywhere) > 1:
+        lines += ["", f"† Not comparable: these times come from {len(everywhere)} different platforms "
+                  f"({'; '.join(everywhere)}); a thread count or precision alone can change a time many-fold."]
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +241,7 @@ def to_json(stats: list[StrategyStats], heading: str, extra: dict) -> dict:
             "path": str(s.experiment.path), "dataset": s.experiment.dataset, "model": s.experiment.model,
             "replicates": sorted(s.experiment.replicates), "needs_trained_model": s.needs_trained_model,
             "find_seconds_mean": s.find_seconds, "final_ticket_seconds_mean": s.final_ticket_seconds,
+            "platforms": s.platforms,
             "levels": s.levels,
             "per_replicate": {str(k): v for k, v in sorted(s.experiment.replicates.items())},
         } for s in stats],
