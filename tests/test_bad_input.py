@@ -204,3 +204,30 @@ def test_zero_training_steps_run_quietly_and_leave_the_rewind_point_alone(root, 
     assert "warning" not in capsys.readouterr().err
     assert rewind.stat().st_mtime_ns == stamp
     assert (rewind.parent / "logger").exists()
+
+
+def test_imp_warns_when_a_layer_dies_and_stops_when_nothing_is_left(capsys):
+    import torch
+    from torch import nn
+
+    from open_lth_concave.pruning.mask import Mask
+    from open_lth_concave.pruning.sparse_global import SparseGlobal, SparseGlobalHparams
+    from open_lth_concave.pruning.strategy import PruningContext, PruningError
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        model[0].weight.fill_(0.01)          # the smallest half of all weights: layer 0 entirely
+        model[1].weight.copy_(torch.arange(1.0, 17.0).view(4, 4))
+    mask = Mask({"0.weight": torch.ones(4, 4), "1.weight": torch.ones(4, 4)})
+    strategy = SparseGlobal(SparseGlobalHparams(pruning_strategy="sparse_global", pruning_fraction=0.5))
+
+    def ctx(level, current):
+        return PruningContext(level, current, Path("."), None, lambda: model, lambda: model, None, {})
+    new = strategy.prune(ctx(1, mask))
+    assert not bool(new["0.weight"].any()) and int(new["1.weight"].sum()) == 15   # open_lth's rule: strictly above
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "level 1 prunes every weight of 0.weight" in err
+    strategy.prune(ctx(2, new))                                  # layer 1 still has weights: no second warning
+    assert "0.weight" not in capsys.readouterr().err
+    dead = Mask({"0.weight": torch.zeros(4, 4), "1.weight": torch.zeros(4, 4)})
+    with pytest.raises(PruningError, match="level 3: every prunable tensor .* nothing is left to prune"):
+        strategy.prune(ctx(3, dead))

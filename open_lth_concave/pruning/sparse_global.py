@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -9,7 +10,8 @@ import torch
 
 from open_lth_concave.foundations.hparams import HparamError, PruningHparams, hp
 from open_lth_concave.pruning.mask import Mask
-from open_lth_concave.pruning.strategy import PruningContext, PruningStrategy, layers_to_ignore, registry
+from open_lth_concave.pruning.strategy import (PruningContext, PruningError, PruningStrategy, layers_to_ignore,
+                                               registry)
 
 
 @dataclass(kw_only=True)
@@ -80,8 +82,33 @@ class SparseGlobal(PruningStrategy):
     description = "Global magnitude pruning (IMP): drop the smallest surviving weights."
 
     def prune(self, ctx: PruningContext) -> Mask:
+        ignore = layers_to_ignore(self.hparams.pruning_layers_to_ignore)
+        check_prunable_left(ctx.current_mask, ignore, ctx.level)
         model = ctx.trained_model()
         params = dict(model.named_parameters())
         scores = {n: params[n].abs() for n in ctx.current_mask}
-        return prune_by_magnitude_rule(scores, ctx.current_mask, self.hparams.pruning_fraction,
-                              layers_to_ignore(self.hparams.pruning_layers_to_ignore))
+        mask = prune_by_magnitude_rule(scores, ctx.current_mask, self.hparams.pruning_fraction, ignore)
+        warn_dead_layers(ctx.current_mask, mask, ignore, ctx.level)
+        return mask
+
+
+def _dead(mask: Mask, ignore: set[str]) -> list[str]:
+    return [n for n, v in mask.items() if n not in ignore and v.numel() and not bool(v.any())]
+
+
+def check_prunable_left(mask: Mask, ignore: set[str], level: int) -> None:
+    """Stop before level `level` when every prunable tensor is fully pruned already (nothing is left)."""
+    prunable = [n for n in mask if n not in ignore]
+    if prunable and len(_dead(mask, ignore)) == len(prunable):
+        raise PruningError(f"level {level}: every prunable tensor ({', '.join(prunable)}) was fully pruned at level "
+                           f"{level - 1}; nothing is left to prune: run fewer --levels (or a smaller --pruning_fraction)")
+
+
+def warn_dead_layers(before: Mask, after: Mask, ignore: set[str], level: int) -> None:
+    """One line when this level prunes a whole tensor (a layer no signal passes through any more)."""
+    newly = [n for n in _dead(after, ignore) if n not in _dead(before, ignore)]
+    if newly:
+        print(f"warning: level {level} prunes every weight of {', '.join(newly)}: no signal passes through "
+              f"{'it' if len(newly) == 1 else 'them'} any more (the ticket's accuracy drops to chance where it is the "
+              "only path); later levels stop once nothing is left to prune; fewer --levels, a smaller "
+              "--pruning_fraction or --pruning_layers_to_ignore avoid it", file=sys.stderr, flush=True)
