@@ -316,3 +316,17 @@ def test_removed_concave_search_is_redone_or_named(concave, tmp_path, capsys, re
     else:
         assert code == 0 and "recomputed from the finished search" in err, err
         assert same_results(results(exp), concave[1])
+
+
+@pytest.mark.parametrize("link", ["dangling", "looping"])
+def test_level_folder_that_is_a_broken_link_is_one_line(finished, tmp_path, capsys, link):
+    exp = copy_of(finished, tmp_path)
+    level = exp / "replicate_1" / "level_2"
+    shutil.rmtree(level)
+    level.symlink_to(tmp_path / "gone" if link == "dangling" else level)
+    assert cli.main(ARGV + ["--root", str(exp.parent)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"level folder {level} is a symbolic link" in err, err
+    level.unlink()
+    assert cli.main(ARGV + ["--root", str(exp.parent)]) == 0          # removed as told: level 2 is redone
+    assert same_results(results(exp), finished[1])

@@ -16,7 +16,7 @@ from typing import Optional
 from torch import nn
 
 from open_lth_concave.foundations import io, validate
-from open_lth_concave.foundations.errors import MissingFileError
+from open_lth_concave.foundations.errors import MissingFileError, UserError
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.step import Step
@@ -108,6 +108,7 @@ class LotteryRunner:
         lock = ExperimentLock(self.replicate_dir).acquire(
             wait=self.wait_for_lock, on_wait=lambda message: print(message, flush=True))
         try:
+            self._check_level_folders()
             from open_lth_concave.lottery.share import share_locked
             source = share_locked(self)  # a sibling strategy's finished dense level 0, never trained twice
             if source is not None:
@@ -120,6 +121,19 @@ class LotteryRunner:
         finally:
             lock.release()
         return rows
+
+    def _check_level_folders(self) -> None:
+        """A level folder that is a symbolic link must lead to a folder (not dangle, not loop)."""
+        for folder in [self.replicate_dir / "level_pretrain"] + [self.level_dir(lv) for lv in range(self.levels + 1)]:
+            for path in (folder, folder / "main"):
+                if path.is_symlink():
+                    try:
+                        ok = path.resolve(strict=True).is_dir()
+                    except (OSError, RuntimeError):
+                        ok = False
+                    if not ok:
+                        raise UserError(f"level folder {path} is a symbolic link that leads to no folder (missing "
+                                        "or looping target): remove the link, or restore its target, and run again")
 
     def check_record(self, write: bool = True) -> None:
         """The experiment's hparams.json: written when it is created, and every later job under its name
