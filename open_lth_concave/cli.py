@@ -125,6 +125,9 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--display_output_location", action="store_true", help="Print the output folder and exit.")
     group.add_argument("--root", type=str, default=None,
                        help="Results root (default: $OPEN_LTH_ROOT, else ~/open_lth_data).")
+    group.add_argument("--tensorboard", action="store_true",
+                       help="After the job, write TensorBoard event files into <replicate folder>/tensorboard "
+                            "(needs the optional tensorboard package).")
     Platform.add_args(parser)
 
 
@@ -276,6 +279,9 @@ def _choose_threads(platform: Platform, desc) -> None:
 def job_common(args: argparse.Namespace, desc=None) -> tuple[Path, Platform]:
     if args.replicate < 1:
         raise HparamError(f"invalid --replicate {args.replicate}: must be an integer >= 1")
+    if getattr(args, "tensorboard", False):
+        from open_lth_concave.report.tensorboard import check_available
+        check_available()
     root = Path(args.root).expanduser() if args.root else results_root()
     from open_lth_concave.foundations.io import check_writable_folder
     check_writable_folder(root, "--root" if args.root else "results root ($OPEN_LTH_ROOT)")  # before any work
@@ -310,10 +316,14 @@ def cmd_train(argv: list[str]) -> int:
     if len(replicates) == 1:
         metrics = runners[0].run()
         print(f"Final test accuracy {100 * metrics['test_accuracy']:.2f}%")
-        return 0
-    from open_lth_concave.training.runner import train_replicates_together
-    for replicate, metrics in train_replicates_together(desc, root, replicates, platform, args.quiet).items():
-        print(f"Replicate {replicate}: final test accuracy {100 * metrics['test_accuracy']:.2f}%")
+    else:
+        from open_lth_concave.training.runner import train_replicates_together
+        for replicate, metrics in train_replicates_together(desc, root, replicates, platform, args.quiet).items():
+            print(f"Replicate {replicate}: final test accuracy {100 * metrics['test_accuracy']:.2f}%")
+    if args.tensorboard:
+        from open_lth_concave.report.tensorboard import write_events
+        for runner in runners:
+            print(f"TensorBoard events written to {write_events(runner.output_dir.parent)}")
     return 0
 
 
@@ -348,6 +358,9 @@ def cmd_lottery(argv: list[str]) -> int:
         print(runner.replicate_dir)
         return 0
     runner.run()
+    if args.tensorboard:
+        from open_lth_concave.report.tensorboard import write_events
+        print(f"TensorBoard events written to {write_events(runner.replicate_dir)}")
     return 0
 
 

@@ -281,3 +281,35 @@ def test_time_table_names_the_platform_and_marks_runs_from_different_ones(root, 
     # either experiment alone ran on one platform: no mark
     assert cli.main(["compare", "--report_only", dirs[0], "--output_dir", str(tmp_path / "one")]) == 0
     assert "†" not in (tmp_path / "one" / "comparison.md").read_text()
+
+
+# ---- optional TensorBoard ------------------------------------------------------------------------------
+def test_tensorboard_without_the_package_is_one_line_before_anything_runs(root, capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    assert cli.main(["lottery", *SHORT, "--levels=1", "--tensorboard"]) == 2
+    one_error_line(capsys, "invalid --tensorboard: the tensorboard package is not installed (pip install tensorboard)")
+    assert not root.exists()
+
+
+def test_tensorboard_events_hold_the_logged_scalars_and_the_search_masks(root, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from open_lth_concave.training.metric_logger import MetricLogger
+    assert cli.main(["lottery", *SHORT, "--levels=1", "--pruning_strategy=concave_log", "--mask_optimizer=scaled",
+                     "--tensorboard"]) == 0
+    (exp,) = [p for p in root.iterdir() if p.name.startswith("lottery_")]
+    rep = exp / "replicate_1"
+
+    def events(run: str) -> EventAccumulator:
+        acc = EventAccumulator(str(rep / "tensorboard" / run), size_guidance={"scalars": 0, "histograms": 0})
+        acc.Reload()
+        return acc
+    ticket = events("level_1/main")
+    logged = MetricLogger.load(rep / "level_1" / "main" / "logger").get("test_accuracy")
+    assert [(e.step, pytest.approx(e.value)) for e in ticket.Scalars("test_accuracy")] == logged
+    search = events("level_1/pruning/search")
+    assert "mask_values" in search.Tags()["histograms"] and "train_loss" in search.Tags()["scalars"]
+    levels = events("levels")
+    assert [round(e.value, 2) for e in levels.Scalars("remaining_weights_pct")][0] == 100.0

@@ -258,6 +258,11 @@ def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
                 continue
             print(f"run {k} of {total}: {entries[i][0]} replicate {r}", flush=True)
             runners[i, r].run()  # shares a sibling's finished dense level 0 under the experiment's lock
+    if args.tensorboard:
+        from open_lth_concave.report.tensorboard import write_events
+        for runner in runners.values():
+            write_events(runner.replicate_dir)
+        print(f"TensorBoard events written to <replicate folder>/tensorboard for {len(runners)} runs")
     levels = runners[0, 1].levels
     experiments = [read_experiment(runners[i, 1].replicate_dir.parent, list(range(1, replicates + 1)), levels)
                    for i in range(len(entries))]
