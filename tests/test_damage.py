@@ -330,3 +330,16 @@ def test_level_folder_that_is_a_broken_link_is_one_line(finished, tmp_path, caps
     level.unlink()
     assert cli.main(ARGV + ["--root", str(exp.parent)]) == 0          # removed as told: level 2 is redone
     assert same_results(results(exp), finished[1])
+
+
+def test_randomly_prune_refuses_unknown_layers_to_ignore(finished, tmp_path, capsys):
+    exp = copy_of(finished, tmp_path)
+    trunk = ARGV[1:-2] + ["--root", str(exp.parent), "--quiet"]
+    before = snapshot(exp)
+    assert cli.main(["lottery_branch", "randomly_prune", *trunk, "--levels=1", "--seed=1",
+                     "--layers_to_ignore=fc.weight,no_such.weight"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no_such.weight" in err and "fc_layers.0.weight" in err, err
+    after = snapshot(exp)
+    assert {p: b for p, b in after.items() if p in before} == before          # the trunk untouched
+    assert [p.name for p in after if p not in before] in ([], ["branch.json"])   # no mask, no model of the branch

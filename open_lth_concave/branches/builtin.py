@@ -15,7 +15,10 @@ from open_lth_concave.training import loop
 
 
 def _trunk_mask(ctx: BranchContext) -> Mask:
-    return Mask.load(ctx.trunk.main_dir(ctx.level) / "mask.pth")
+    """The trunk level's mask, read back checked (lottery/level_files.py)."""
+    from open_lth_concave.lottery.level_files import mask_shapes, read_mask
+    shapes = mask_shapes(make_model(ctx.trunk.desc.model_hparams, ctx.trunk.data.spec, ctx.trunk.replicate))
+    return read_mask(ctx.trunk.main_dir(ctx.level) / "mask.pth", shapes)
 
 
 def _shuffle(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -25,6 +28,10 @@ def _shuffle(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def random_mask(mask: Mask, strategy: str, seed: int, ignore: set[str]) -> Mask:
     """A random mask with the same number of survivors (per layer for layerwise/even)."""
+    unknown = sorted(ignore - set(mask))
+    if unknown:   # as every pruning strategy refuses them
+        raise HparamError(f"invalid --layers_to_ignore {','.join(unknown)}: no such prunable tensor; prunable "
+                          f"tensors: {', '.join(mask)}")
     g = torch.Generator().manual_seed(seed)
     names = [n for n in mask if n not in ignore]
     out = Mask({n: v.clone() for n, v in mask.items()})
