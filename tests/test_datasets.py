@@ -375,3 +375,34 @@ def test_fetch_verifies_md5_and_ensure_unpacks(tmp_path, monkeypatch):
     bad = download.Source((tmp_path / "nope.tar.gz").as_uri(), md5, "x.tar.gz", extract=True)
     with pytest.raises(DatasetMissingError, match=r"download failed \(URLError"):
         download.ensure(tmp_path / "other", False, "files", [bad], "get them by hand")
+
+
+# ---- tampered or empty files: one line naming the file, never a traceback --------------------------------------
+@pytest.mark.parametrize("labels", [b"not numbers", {"a": 1}, 3, [[1, 2]], [2 ** 70, 1]])
+def test_tampered_cifar_batch_is_one_line(tmp_path, labels):
+    rng = np.random.default_rng(3)
+    batch = cifar_batch(rng, 2, b"labels", 10)
+    batch[b"labels"] = labels
+    write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch", batch)
+    with pytest.raises(CorruptFileError, match=r"test_batch"):
+        registry.get("cifar10").load(tmp_path, False)
+
+
+def test_empty_cifar_batch_is_refused(tmp_path):
+    rng = np.random.default_rng(3)
+    batch = cifar_batch(rng, 0, b"labels", 10)
+    write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch", batch)
+    with pytest.raises(CorruptFileError, match=r"test_batch: it holds no images"):
+        registry.get("cifar10").load(tmp_path, False)
+
+
+def test_mnist_with_zero_images_is_one_line_through_the_cli(tmp_path, capsys, monkeypatch):
+    from open_lth_concave import cli
+    write_mnist(tmp_path / "mnist", 0, 0, gz=False)
+    monkeypatch.setenv("OPEN_LTH_DATASETS", str(tmp_path))
+    monkeypatch.setenv("OPEN_LTH_ROOT", str(tmp_path / "results"))
+    assert cli.main(["train", "--default_hparams=mnist_lenet_300_100", "--training_steps=1it", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train-images-idx3-ubyte" in err and "no images" in err, err
+    assert not (tmp_path / "results").exists()
+

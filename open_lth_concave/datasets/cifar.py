@@ -63,12 +63,17 @@ def read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray
     batch = restricted_load(path)
     if not isinstance(batch, dict):
         raise CorruptFileError(f"cannot read {path}: holds a {type(batch).__name__}, expected a dict")
-    data = np.asarray(_get(batch, "data", path))
-    labels = np.asarray(_get(batch, label_key, path), dtype=np.int64)
+    try:  # a tampered batch may hold anything under these keys
+        data = np.asarray(_get(batch, "data", path))
+        labels = np.asarray(_get(batch, label_key, path), dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CorruptFileError(f"cannot read {path}: its data or labels are not arrays of numbers ({e})") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise CorruptFileError(f"cannot read {path}: data is {data.dtype} {data.shape}, expected uint8 [N, 3072]")
+    if len(data) == 0:
+        raise CorruptFileError(f"cannot read {path}: it holds no images")
     if labels.shape != (len(data),):
-        raise CorruptFileError(f"cannot read {path}: {labels.shape[0]} labels for {len(data)} images")
+        raise CorruptFileError(f"cannot read {path}: labels of shape {labels.shape} for {len(data)} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise CorruptFileError(f"cannot read {path}: labels outside 0..{num_classes - 1}")
     return data.reshape(-1, 3, 32, 32), labels

@@ -89,6 +89,10 @@ def load_dataset(dataset_hparams: DatasetHparams, train: bool, seed: int) -> tup
             data = randomize_labels(data, dataset_hparams.random_labels_fraction, spec.num_classes, seed)
         if dataset_hparams.blur_factor is not None:
             data = blur(data, dataset_hparams.blur_factor)
+    if len(data) == 0:
+        from open_lth_concave.foundations.errors import UserError
+        raise UserError(f"dataset {spec.name} has no {'training' if train else 'test'} examples; check its files "
+                        f"under {datasets_root() / spec.name}")
     return spec, data
 
 

@@ -76,6 +76,8 @@ def load(folder: Path, train: bool) -> ImageData:
     labels = read_idx(label_path, LABELS_MAGIC)
     if images.shape[1:] != (28, 28):
         raise CorruptFileError(f"cannot read {image_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+    if len(images) == 0:
+        raise CorruptFileError(f"cannot use {image_path}: it holds no images (its header says 0)")
     if len(labels) != len(images):
         raise CorruptFileError(f"{label_path} holds {len(labels)} labels but {image_path} holds {len(images)} images")
     if len(labels) and labels.max() >= NUM_CLASSES:

@@ -80,7 +80,9 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and not isinstance(e, UserError):
+        # the file system's refusals (full disk, size limit, permissions) are plain OSErrors with an errno;
+        # the caller's own errors (e.g. a download's URLError, also an OSError) pass through as they are
+        if type(e) in (OSError, PermissionError) and e.errno is not None:
             raise WriteError(f"cannot write {path}: {os_error_text(e)}") from None
         raise
 
