@@ -18,6 +18,29 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "hparams"
 GROUPS = ("dataset", "model", "training", "pruning", "pretrain_dataset", "pretrain_training", "job")
 
 
+# The models the documentation names (README "Datasets and models", the paper's presets). A model name
+# one edit away from one of these (e.g. mnist_lenet_300_10) is almost surely a typo: --default_hparams
+# refuses it with the closest names; --model_name takes any member of a model family on purpose.
+DOCUMENTED_MODELS = ("mnist_lenet_300_100", "digits_lenet_300_100", "cifar_resnet_20", "cifar_resnet_32",
+                     "cifar_resnet_44", "cifar_resnet_56", "cifar_resnet_110", "cifar_resnet_20_64",
+                     "cifar_vgg_11", "cifar_vgg_13", "cifar_vgg_16", "cifar_vgg_19")
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """True when b is a with one character inserted, deleted or replaced."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((k for k in range(len(a)) if a[k] != b[k]), len(a))
+    return a[i + (len(a) == len(b)):] == b[i + 1:]
+
+
+def near_miss_models(name: str) -> list[str]:
+    """Documented models one edit away from `name` (none when `name` is itself documented)."""
+    return [] if name in DOCUMENTED_MODELS else [m for m in DOCUMENTED_MODELS if _one_edit_apart(name, m)]
+
+
 def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
@@ -138,4 +161,9 @@ def load_defaults(name: str, _seen: tuple[str, ...] = ()) -> dict[str, dict[str,
     except UnknownNameError:
         raise HparamError(f"unknown --default_hparams {name!r}; valid: a preset ({', '.join(list_presets())}), "
                           f"a .toml path, or a model name ({', '.join(models.names())})") from None
+    close = near_miss_models(name)
+    if close:
+        raise HparamError(f"invalid --default_hparams {name}: not a documented model but one character away from "
+                          f"{', '.join(close)}; for this architecture on purpose, give it as the model: "
+                          f"--default_hparams={close[0]} --model_name={name}")
     return copy.deepcopy({g: dict(v) for g, v in spec.defaults.items()})

@@ -313,3 +313,14 @@ def test_tensorboard_events_hold_the_logged_scalars_and_the_search_masks(root, c
     assert "mask_values" in search.Tags()["histograms"] and "train_loss" in search.Tags()["scalars"]
     levels = events("levels")
     assert [round(e.value, 2) for e in levels.Scalars("remaining_weights_pct")][0] == 100.0
+
+
+def test_a_near_miss_of_a_documented_model_is_refused_where_defaults_are_looked_up(root, capsys):
+    assert cli.main(["lottery", "--default_hparams=mnist_lenet_300_10", "--levels=1"]) == 2
+    one_error_line(capsys, "invalid --default_hparams mnist_lenet_300_10: not a documented model",
+                   "mnist_lenet_300_100", "--default_hparams=mnist_lenet_300_100 --model_name=mnist_lenet_300_10")
+    assert not root.exists()
+    # named on purpose as the model, or far from any documented name, it is accepted
+    assert cli.main(["lottery", "--default_hparams=mnist_lenet_300_100", "--model_name=mnist_lenet_300_10",
+                     "--levels=1", "--display_output_location"]) == 0
+    assert cli.main(["lottery", "--default_hparams=mnist_lenet_16", "--levels=1", "--display_output_location"]) == 0
