@@ -239,7 +239,8 @@ def test_a_layer_entirely_below_alpha_is_an_error_naming_layer_and_level(tmp_pat
 def test_missing_previous_relaxed_mask_is_an_error(tmp_path):
     model = small_model()
     ctx, _ = fake_context(tmp_path, 2, Mask.ones_like(model), None, previous=tmp_path / "nowhere")
-    with pytest.raises(PruningError, match="relaxed_mask.pth is missing"):
+    from open_lth_concave.foundations.io import CorruptFileError   # names the file and what to move (no search to redo it from)
+    with pytest.raises(CorruptFileError, match="missing file .*relaxed_mask.pth; it cannot be recomputed: move"):
         strategy_of("concave_log").prune(ctx)
 
 
