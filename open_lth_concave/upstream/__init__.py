@@ -51,7 +51,7 @@ def _patch(argv: list[str]) -> int:
         differs = [e for e, s in result if s == "differs"]
         if differs:
             print(f"{root}: {len(differs)} edit(s) cannot be applied: "
-                  f"{differs[0].refusal(root, E._read(root, differs[0].file))}")
+                  f"{differs[0].refusal(root, E.read_text(root, differs[0].file))}")
             return 2
         if applied == len(result):
             print(f"{root}: applied ({applied} of {len(result)} edits)")

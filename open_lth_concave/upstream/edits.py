@@ -111,7 +111,7 @@ def check_checkout(root: Path) -> Path:
     return root
 
 
-def _read(root: Path, file: str) -> Optional[str]:
+def read_text(root: Path, file: str) -> Optional[str]:
     path = root / file
     if not path.is_file():
         return None
@@ -125,7 +125,7 @@ def states(root: Path, edits: list[Edit]) -> list[tuple[Edit, str]]:
     out = []
     for e in edits:
         if e.file not in texts:
-            texts[e.file] = _read(root, e.file)
+            texts[e.file] = read_text(root, e.file)
         text = texts[e.file]
         state = "differs" if text is None else e.state(text)
         out.append((e, state))
@@ -137,7 +137,7 @@ def patched_texts(root: Path, edits: list[Edit]) -> dict[str, tuple[str, str]]:
     texts: dict[str, list[str]] = {}
     for e in edits:
         if e.file not in texts:
-            original = _read(root, e.file)
+            original = read_text(root, e.file)
             if original is None:
                 raise EditError(e.refusal(root, None))
             texts[e.file] = [original, original]
@@ -155,7 +155,7 @@ def reverted_texts(root: Path, edits: list[Edit]) -> dict[str, tuple[str, str]]:
     texts: dict[str, list[str]] = {}
     for e in reversed(edits):
         if e.file not in texts:
-            original = _read(root, e.file)
+            original = read_text(root, e.file)
             if original is None:
                 raise EditError(e.refusal(root, None))
             texts[e.file] = [original, original]
