@@ -67,6 +67,9 @@ def test_help_lists_registered_strategies_models_datasets_and_patterns(capsys):
                    "models:", "cifar_resnet_<D>[_<W>]", "mnist_lenet_<w1>_<w2>...", "datasets:", "digits", "cifar10",
                    "presets (--default_hparams):", "quick_digits"):
         assert needle in out, needle
+    assert cli.main(["compare", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "pruning strategies: concave_l1, concave_log" in out and "models: cifar_resnet_<D>[_<W>]" in out
 
 
 def test_a_flag_of_another_strategy_says_which_strategies_have_it(root, capsys):

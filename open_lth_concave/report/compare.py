@@ -277,7 +277,9 @@ def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
 def main(argv: list[str]) -> int:
     own, rest = _own_parser().parse_known_args(argv)
     if own.help:
+        from open_lth_concave.cli import registered_names_epilog
         _own_parser().print_help()
+        print("\n" + registered_names_epilog())
         return 0
     if own.report_only:
         return report_only(rest, own.output_dir)
