@@ -336,28 +336,15 @@ def _load_checkpoint(path: Path, device: torch.device, job: TrainJob, model: nn.
         return None
 
 
-def evaluation_iterations(job: TrainJob, last: int) -> set[int]:
-    """The iterations a run evaluated at when it ended at iteration `last` (its end step, or where its
-    strategy stopped it): the start, every epoch start between, and `last` (only the two ends with
-    evaluate_only_at_end)."""
-    start, ipe = job.start_step.iteration, job.train_loader.iterations_per_epoch
-    points = {start, last}
-    if not job.evaluate_only_at_end:
-        points |= set(range((start // ipe + 1) * ipe, last, ipe))
-    return points
-
-
-def check_logger(logger: MetricLogger, path: Path, expected: set[int]) -> None:
-    """A finished run's logger holds the test loss and accuracy of every evaluation it made, accuracies
-    in [0, 1], and nothing after its last step."""
+def check_logger(logger: MetricLogger, path: Path, last: int) -> None:
+    """A finished run's logger ends with the test loss and accuracy of its last step (every way of training
+    evaluates there: the loop, stacked replicates), has nothing after it, and accuracies in [0, 1]."""
     for name in ("test_accuracy", "test_loss"):
         found = dict(logger.get(name))
-        missing = sorted(expected - set(found))
-        if missing:
-            raise io.CorruptFileError(f"cannot use {path}: it is incomplete (no {name} at iteration {missing[0]}, "
-                                      f"the run evaluated at iterations {min(expected)}..{max(expected)})")
-        if any(it > max(expected) for it in found):
-            raise io.CorruptFileError(f"cannot use {path}: it has {name} after the run's last iteration {max(expected)}")
+        if last not in found:
+            raise io.CorruptFileError(f"cannot use {path}: it is incomplete (no {name} at the run's last iteration {last})")
+        if any(it > last for it in found):
+            raise io.CorruptFileError(f"cannot use {path}: it has {name} after the run's last iteration {last}")
     if any(not 0 <= v <= 1 for _, v in logger.get("test_accuracy")):
         raise io.CorruptFileError(f"cannot use {path}: a test accuracy outside [0, 1]")
 
@@ -384,7 +371,7 @@ def _read_finished(job: TrainJob, model: nn.Module, end_file: Path, strategy_fil
         if last != job.end_step.iteration and timing.get("stopped_at") != last:
             raise io.CorruptFileError(f"cannot use {timing_file}: {timing['iterations']} iterations, the run has "
                                       f"{job.end_step.iteration - start}")
-    check_logger(MetricLogger.load(out / "logger"), out / "logger", evaluation_iterations(job, last))
+    check_logger(MetricLogger.load(out / "logger"), out / "logger", last)
     return end_state, strategy_state
 
 
