@@ -10,11 +10,11 @@ each applied replacement by its expected text, so the file comes back byte for b
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations import io
 from open_lth_concave.foundations.errors import UserError
 
 GROUPS = ("compat", "hooks")     # patches/open_lth/<group>.edits, applied in this order
@@ -169,18 +169,12 @@ def reverted_texts(root: Path, edits: list[Edit]) -> dict[str, tuple[str, str]]:
 
 
 def write(root: Path, new_texts: dict[str, tuple[str, str]]) -> list[str]:
-    """Write the files whose text changes (each to a temporary name, then renamed; mode kept)."""
+    """Write the files whose text changes (foundations/io.atomic_writer: whole or not at all; mode kept)."""
     changed = [f for f, (old, new) in new_texts.items() if old != new]
     for f in changed:
         path = root / f
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fp:
-                fp.write(new_texts[f][1])
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        mode = path.stat().st_mode & 0o7777
+        with io.atomic_writer(path) as fp:
+            fp.write(new_texts[f][1].encode("utf-8"))
+        os.chmod(path, mode)
     return changed
