@@ -5,11 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from open_lth_concave.foundations import io
+from open_lth_concave.foundations.lock import ExperimentLock
 
 from conftest import REPO
 
@@ -58,25 +60,42 @@ def _registered(strategy):
     return strategy in registry
 
 
+def wait_for_lock(replicate: Path, proc, timeout: float = 120.0) -> bool:
+    """Wait until `proc` holds the experiment lock of `replicate` (False if it ended first)."""
+    lock = ExperimentLock(replicate)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (lock.holder() or {}).get("pid") == proc.pid:
+            return True
+        time.sleep(0.005)
+    return False
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_sigkill_at_ten_random_moments_then_resume(strategy, tmp_path):
     if not _registered(strategy):
         pytest.skip(f"{strategy} not registered")
     cmd = command(strategy)
     ref_env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path / "reference"))
+    where = subprocess.run(cmd + ["--display_output_location"], capture_output=True, text=True, env=ref_env, cwd=REPO)
+    assert where.returncode == 0, where.stderr
+    replicate = Path(where.stdout.strip().splitlines()[-1]).relative_to(tmp_path / "reference")
+    # Time the work from the moment the run holds its experiment lock (imports, parsing and data loading
+    # done): kills are timed from that moment too, so a busy machine's slow start-ups cannot shift them.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ref_env, cwd=REPO)
+    assert wait_for_lock(tmp_path / "reference" / replicate, proc)
     began = time.time()
-    run_cli_quick = subprocess.run(cmd + ["--display_output_location"], capture_output=True, env=ref_env, cwd=REPO)
-    startup = time.time() - began  # interpreter, imports and argument parsing
-    assert run_cli_quick.returncode == 0
-    began = time.time()
-    run_to_end(cmd, ref_env)
-    work = max(time.time() - began - startup, 1.0)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    work = max(time.time() - began, 1.0)
     env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path / "killed"))
     rng = random.Random(strategy)
     kills = 0
     while kills < 10:  # each restart gets a little further before the next SIGKILL
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
-        time.sleep(startup + rng.uniform(0.0, 0.09) * work)
+        if not wait_for_lock(tmp_path / "killed" / replicate, proc):
+            break
+        time.sleep(rng.uniform(0.0, 0.09) * work)
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
