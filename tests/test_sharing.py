@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from open_lth_concave import cli
@@ -42,16 +43,20 @@ def _assert_same_states(a: dict, b: dict) -> None:
         assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][n], b[key][n]) for n in a[key])
 
 
-def test_lottery_with_a_second_strategy_reuses_the_finished_level0(tmp_path, capsys):
+@pytest.mark.parametrize("SECOND", [SECOND, ["--pruning_strategy=concave_log", "--mask_optimizer=scaled"]],
+                         ids=["sparse_global", "concave_log"])
+def test_lottery_with_a_second_strategy_reuses_the_finished_level0(tmp_path, capsys, SECOND):
     root = tmp_path / "root"
     assert cli.main(["lottery", *DIGITS, "--root", str(root)]) == 0
     capsys.readouterr()
     assert cli.main(["lottery", *DIGITS, *SECOND, "--root", str(root)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "cannot use" not in captured.err                          # the shared level 0 is sound as it is
     first, second = _replicate(root, DIGITS), _replicate(root, DIGITS + SECOND)
     assert f"dense level 0 shared from {first / 'level_0' / 'main'}" in out
     assert "level 0\tep" not in out and "level 1\tep" in out         # level 0 not trained a second time
-    for name in ("model_ep2_it0.pth", "model_ep0_it0.pth", "logger", "mask.pth"):  # the same files (hard links)
+    for name in ("model_ep2_it0.pth", "model_ep0_it0.pth", "logger", "mask.pth", "pruning.json"):  # the same files (hard links)
         assert os.path.samefile(first / "level_0" / "main" / name, second / "level_0" / "main" / name)
     alone = tmp_path / "alone"                                       # the second strategy on its own
     assert cli.main(["lottery", *DIGITS, *SECOND, "--root", str(alone), "--quiet"]) == 0

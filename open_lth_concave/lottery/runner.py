@@ -247,8 +247,8 @@ class LotteryRunner:
             loop.warn(f"{report} does not hold the counts of {mask_file}; written again from the mask")
             io.save_json(mask.sparsity_report(), report)
         strategy = self.desc.pruning_hparams.pruning_strategy
-        try:
-            level_files.pruning_record(main / "pruning.json", strategy)
+        try:  # level 0's all-ones mask is every strategy's (a shared level 0 names the strategy that made it)
+            level_files.pruning_record(main / "pruning.json", strategy if level > 0 else None)
         except (io.CorruptFileError, io.MissingFileError) as e:
             loop.warn(f"{e}; written again with the strategy and an unknown pruning time")
             io.save_json({"strategy": strategy, "seconds": None}, main / "pruning.json")
