@@ -71,3 +71,12 @@ def crash_at_training_batch(monkeypatch, number: int, error: type[BaseException]
             yield batch
     monkeypatch.setattr(loader.BatchLoader, "batches", crashing)
     return lambda: monkeypatch.setattr(loader.BatchLoader, "batches", original)
+
+
+def one_error_line(capsys, *needles: str) -> str:
+    """The captured stderr is one line, no traceback, holding every needle."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err

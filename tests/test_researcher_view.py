@@ -7,15 +7,9 @@ import pytest
 from open_lth_concave import cli
 from open_lth_concave.platform import Platform, threads
 
+from conftest import one_error_line
+
 DIGITS = ["--default_hparams=digits_lenet_300_100", "--levels=1", "--quiet"]
-
-
-def one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 # ---- automatic threads --------------------------------------------------------------------------------

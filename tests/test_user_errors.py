@@ -11,15 +11,9 @@ import pytest
 from open_lth_concave import cli
 from open_lth_concave.foundations.errors import UserError
 
+from conftest import one_error_line
+
 DIGITS = ["--default_hparams=digits_lenet_300_100", "--training_steps=1ep", "--quiet"]
-
-
-def one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def test_user_error_classes_share_the_base_and_exit_code():

@@ -132,10 +132,11 @@ def states(root: Path, edits: list[Edit]) -> list[tuple[Edit, str]]:
     return out
 
 
-def patched_texts(root: Path, edits: list[Edit]) -> dict[str, tuple[str, str]]:
-    """{file: (text now, text with every edit applied)}; an edit that differs raises with one line."""
+def _edited_texts(root: Path, edits: list[Edit], undo: bool) -> dict[str, tuple[str, str]]:
+    """{file: (text now, text with every edit applied, or with every applied edit undone)}; an edit that
+    differs raises with one line."""
     texts: dict[str, list[str]] = {}
-    for e in edits:
+    for e in (reversed(edits) if undo else edits):
         if e.file not in texts:
             original = read_text(root, e.file)
             if original is None:
@@ -145,27 +146,21 @@ def patched_texts(root: Path, edits: list[Edit]) -> dict[str, tuple[str, str]]:
         state = e.state(text)
         if state == "differs":
             raise EditError(e.refusal(root, text))
-        if state == "pristine":
+        if undo and state == "applied":
+            texts[e.file][1] = text.replace(e.replacement, e.expected, 1)
+        elif not undo and state == "pristine":
             texts[e.file][1] = text.replace(e.expected, e.replacement, 1)
     return {f: (t[0], t[1]) for f, t in texts.items()}
 
 
+def patched_texts(root: Path, edits: list[Edit]) -> dict[str, tuple[str, str]]:
+    """{file: (text now, text with every edit applied)}; an edit that differs raises with one line."""
+    return _edited_texts(root, edits, undo=False)
+
+
 def reverted_texts(root: Path, edits: list[Edit]) -> dict[str, tuple[str, str]]:
     """{file: (text now, text with every applied edit undone)}; an edit that differs raises."""
-    texts: dict[str, list[str]] = {}
-    for e in reversed(edits):
-        if e.file not in texts:
-            original = read_text(root, e.file)
-            if original is None:
-                raise EditError(e.refusal(root, None))
-            texts[e.file] = [original, original]
-        text = texts[e.file][1]
-        state = e.state(text)
-        if state == "differs":
-            raise EditError(e.refusal(root, text))
-        if state == "applied":
-            texts[e.file][1] = text.replace(e.replacement, e.expected, 1)
-    return {f: (t[0], t[1]) for f, t in texts.items()}
+    return _edited_texts(root, edits, undo=True)
 
 
 def write(root: Path, new_texts: dict[str, tuple[str, str]]) -> list[str]:
