@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,15 @@ def one_error_line(capsys, *needles: str) -> str:
     for needle in needles:
         assert needle in err, err
     return err
+
+
+def wait_for_lock(replicate: Path, proc, timeout: float = 120.0) -> bool:
+    """Wait until `proc` holds the experiment lock of `replicate` (False if it ended first)."""
+    from open_lth_concave.foundations.lock import ExperimentLock
+    lock = ExperimentLock(replicate)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (lock.holder() or {}).get("pid") == proc.pid:
+            return True
+        time.sleep(0.005)
+    return False

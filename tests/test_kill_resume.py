@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from open_lth_concave.foundations import io
-from open_lth_concave.foundations.lock import ExperimentLock
 
-from conftest import REPO
+from conftest import REPO, wait_for_lock
 
 STRATEGIES = ["sparse_global", "concave_log"]
 
@@ -58,17 +57,6 @@ def _registered(strategy):
     load_core()
     load_plugins()
     return strategy in registry
-
-
-def wait_for_lock(replicate: Path, proc, timeout: float = 120.0) -> bool:
-    """Wait until `proc` holds the experiment lock of `replicate` (False if it ended first)."""
-    lock = ExperimentLock(replicate)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if (lock.holder() or {}).get("pid") == proc.pid:
-            return True
-        time.sleep(0.005)
-    return False
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -1,13 +1,16 @@
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from open_lth_concave.foundations.lock import ExperimentLock, LockHeldError
 
-from conftest import REPO
+from conftest import REPO, wait_for_lock
 
 
 def test_second_holder_is_refused_then_admitted(tmp_path):
@@ -41,9 +44,26 @@ def test_two_processes_on_one_experiment_train_it_once(tmp_path):
     env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path))
     cmd = [sys.executable, "-m", "open_lth_concave", "lottery", "--default_hparams=digits_lenet_300_100",
            "--levels=1", "--training_steps=3ep"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=240) for p in procs]
+    where = subprocess.run(cmd + ["--display_output_location"], capture_output=True, text=True, env=env, cwd=REPO)
+    replicate = Path(where.stdout.strip().splitlines()[-1])
+    # The first holds the lock and is paused there, so the second surely meets it (on a busy machine the
+    # second's start-up can otherwise outlast the whole first run).
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    assert wait_for_lock(replicate, first)
+    os.kill(first.pid, signal.SIGSTOP)
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(second.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and second.poll() is None and not any("waiting for it to finish" in l for l in seen):
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGCONT)
+    procs = [first, second]
+    outs = [first.communicate(timeout=240)]
+    second.wait(timeout=240)
+    reader.join(timeout=10)
+    outs.append(("".join(seen), ""))
     assert [p.returncode for p in procs] == [0, 0], outs
     trained = [o for o, _ in outs if "level 1\tep 001" in o]
     waited = [o for o, _ in outs if "waiting for it to finish" in o]
