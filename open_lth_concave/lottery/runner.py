@@ -15,7 +15,7 @@ from typing import Optional
 
 from torch import nn
 
-from open_lth_concave.foundations import io, validate
+from open_lth_concave.foundations import distributed, io, validate
 from open_lth_concave.foundations.errors import MissingFileError, UserError
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.lock import ExperimentLock
@@ -153,7 +153,11 @@ class LotteryRunner:
     def _establish_initial_weights(self) -> None:
         start_file = loop.model_path(self.main_dir(0), self.start_step)
         model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
-        if start_file.exists():
+        exists = start_file.exists()
+        # under torchrun every process decides before rank 0 writes the file (save_torch ends with a barrier):
+        # a process that looked after the write would skip that barrier and the group would hang (seen in CI)
+        distributed.barrier()
+        if exists:
             try:
                 validate.tensors(io.load_torch(start_file), start_file, model.state_dict(), "model state")
                 return
