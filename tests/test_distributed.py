@@ -95,3 +95,34 @@ def test_sigterm_under_torchrun_stops_every_process_at_one_step_and_resumes(tmp_
     b = io.load_torch(straight / "level_0" / "main" / "model_ep30_it0.pth")
     for k in a:
         assert torch.equal(a[k], b[k]), k   # measured: bit-identical
+
+
+SLOW_RANK = """
+import os, sys, time
+from open_lth_concave import cli
+from open_lth_concave.lottery import runner
+checked = runner.LotteryRunner._check_level_folders
+def late(self):  # rank 1 reaches the run's first decisions well after rank 0 (as on a busy machine)
+    if os.environ.get("RANK") == "1":
+        time.sleep(3)
+    return checked(self)
+runner.LotteryRunner._check_level_folders = late
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_late_process_takes_the_same_decisions_as_rank_0(tmp_path):
+    """Every process must decide on a file before rank 0 writes it: a late one that saw the initial weights
+    already written skipped the save's barrier, and the group hung (seen in CI)."""
+    script = tmp_path / "late.py"
+    script.write_text(SLOW_RANK)
+    env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path / "root"), OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "lottery", "--default_hparams=digits_lenet_300_100", "--training_steps=1ep", "--levels=0", "--quiet"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=90)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the two processes hung") from None
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list((tmp_path / "root").glob("lottery_*/replicate_1/level_0/main/model_ep1_it0.pth"))
