@@ -229,33 +229,46 @@ class LotteryRunner:
         was pruned from it (then recomputing could change that level: refused, naming what to move)."""
         main = self.main_dir(level)
         mask_file = main / "mask.pth"
-        if not mask_file.exists():
+        exists = mask_file.exists()
+        damage, report_ok, record_error = None, True, None
+        if exists:
+            try:
+                mask = level_files.read_mask(mask_file, self._mask_shapes(), self._previous_mask(level))
+                ticket = self._readable_ticket(level)
+                if ticket is not None:
+                    level_files.check_mask_against_ticket(mask, mask_file, ticket)
+            except io.CorruptFileError as e:
+                damage = e
+            if damage is None:
+                report_ok = level_files.report_matches(main / "sparsity_report.json", mask)
+                strategy = self.desc.pruning_hparams.pruning_strategy
+                try:  # level 0's all-ones mask is every strategy's (a shared level 0 names the strategy that made it)
+                    level_files.pruning_record(main / "pruning.json", strategy if level > 0 else None)
+                except (io.CorruptFileError, io.MissingFileError) as e:
+                    record_error = e
+        # under torchrun every process has read the files before rank 0 rewrites or removes any of them, so
+        # all take the same branch and call the same barriers (a late reader would see rank 0's rewrite)
+        distributed.barrier()
+        if not exists:
             return None
-        try:
-            mask = level_files.read_mask(mask_file, self._mask_shapes(), self._previous_mask(level))
-            ticket = self._readable_ticket(level)
-            if ticket is not None:
-                level_files.check_mask_against_ticket(mask, mask_file, ticket)
-        except io.CorruptFileError as e:
+        if damage is not None:
             later = self.main_dir(level + 1) / "mask.pth"
             if level > 0 and later.exists():  # level 0's mask (all ones) is always made again exactly
                 raise io.CorruptFileError(
-                    f"{e}; level {level + 1} was pruned from it, so it cannot be recomputed without redoing that "
-                    f"level: restore the file, or move {self.level_dir(level)} and every later level folder away "
-                    "and run again") from None
-            loop.warn(f"{e}; computing the level {level} mask again")
+                    f"{damage}; level {level + 1} was pruned from it, so it cannot be recomputed without redoing "
+                    f"that level: restore the file, or move {self.level_dir(level)} and every later level folder "
+                    "away and run again") from None
+            loop.warn(f"{damage}; computing the level {level} mask again")
             io.remove(mask_file)
             return None
         report = main / "sparsity_report.json"
-        if not level_files.report_matches(report, mask):
+        if not report_ok:
             loop.warn(f"{report} does not hold the counts of {mask_file}; written again from the mask")
             io.save_json(mask.sparsity_report(), report)
-        strategy = self.desc.pruning_hparams.pruning_strategy
-        try:  # level 0's all-ones mask is every strategy's (a shared level 0 names the strategy that made it)
-            level_files.pruning_record(main / "pruning.json", strategy if level > 0 else None)
-        except (io.CorruptFileError, io.MissingFileError) as e:
-            loop.warn(f"{e}; written again with the strategy and an unknown pruning time")
-            io.save_json({"strategy": strategy, "seconds": None}, main / "pruning.json")
+        if record_error is not None:
+            loop.warn(f"{record_error}; written again with the strategy and an unknown pruning time")
+            io.save_json({"strategy": self.desc.pruning_hparams.pruning_strategy, "seconds": None},
+                         main / "pruning.json")
         return mask
 
     def _readable_ticket(self, level: int) -> Optional[dict]:
