@@ -27,7 +27,8 @@ class Platform(Hparams):
     def exists(self, path): return os.path.exists(path)
     def makedirs(self, path): os.makedirs(path, exist_ok=True)
     def save_model(self, obj, path): torch.save(obj, path)
-    def load_model(self, path, *args, **kwargs): return torch.load(path, *args, **kwargs)
+    def load_model(self, path, *args, **kwargs):  # torch >= 2.6's default, spelled out
+        return torch.load(path, *args, **{"weights_only": True, **kwargs})
 
     def run_job(self, f):
         old, platforms.platform._PLATFORM = platforms.platform._PLATFORM, self
