@@ -107,17 +107,25 @@ def only_experiment(root: Path) -> Path:
     return exp / "replicate_1" / "level_1"
 
 
-def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summary(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("every", [None, "20it"])
+def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summary(tmp_path, monkeypatch, capsys,
+                                                                                    every):
     """The stop point, the relaxed mask and the level's mask are those of an uninterrupted run when
-    the search is killed after a stop decision could have been checkpointed, and resumed."""
+    the search is killed after a stop decision could have been checkpointed, and resumed. With
+    --early_stop_every=20it the points fall inside epochs (45 iterations each) and the search can end
+    mid-epoch."""
+    settled = SETTLED + ([f"--early_stop_every={every}"] if every else [])
+    period = 20 if every else 45
     whole = tmp_path / "whole"
-    assert cli.main(["lottery", *SEARCH, *SETTLED, f"--root={whole}"]) == 0
+    assert cli.main(["lottery", *SEARCH, *settled, f"--root={whole}"]) == 0
     level = only_experiment(whole)
     metrics = io.load_json(level / "pruning" / "search_metrics.json")
     stop = metrics["early_stop"]
-    assert stop["planned_steps"] == 8 * 45
+    assert stop["planned_steps"] == 8 * 45 and stop["every"] == period
     assert stop["stopped_at_iteration"] is not None and 0 < stop["search_steps"] < 8 * 45
-    assert stop["stopped_at_iteration"] % 45 == 0 and stop["search_steps"] == stop["stopped_at_iteration"]
+    assert stop["stopped_at_iteration"] % period == 0 and stop["search_steps"] == stop["stopped_at_iteration"]
+    assert [t[0] for t in stop["trace_iteration_share_in_set_change"]] == \
+        list(range(0, stop["stopped_at_iteration"] + 1, period))
     timing = io.load_json(level / "pruning" / "search" / "timing.json")
     assert timing["iterations"] == stop["search_steps"] and timing["stopped_at"] == stop["stopped_at_iteration"]
     changes = [c for _, _, c in stop["trace_iteration_share_in_set_change"]]
@@ -128,10 +136,10 @@ def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summ
     level0_batches = 8 * 45
     undo = crash_at_training_batch(monkeypatch, level0_batches + stop["search_steps"] - 45 + 7)
     with pytest.raises(Crash):
-        cli.main(["lottery", *SEARCH, *SETTLED, f"--root={resumed}"])
+        cli.main(["lottery", *SEARCH, *settled, f"--root={resumed}"])
     undo()
     assert (only_experiment(resumed) / "pruning" / "search" / "checkpoint.pth").exists()
-    assert cli.main(["lottery", *SEARCH, *SETTLED, f"--root={resumed}"]) == 0
+    assert cli.main(["lottery", *SEARCH, *settled, f"--root={resumed}"]) == 0
     level_r = only_experiment(resumed)
     assert io.load_json(level_r / "pruning" / "search_metrics.json")["early_stop"] == stop
     torch.testing.assert_close(dict(Mask.load(level_r / "main" / "mask.pth").items()),
@@ -142,7 +150,8 @@ def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summ
     capsys.readouterr()
     assert cli.main(["summary", str(level.parent.parent)]) == 0
     out = capsys.readouterr().out
-    assert (f"early stop (tolerance 0.25, window 2): settled at iteration {stop['stopped_at_iteration']}, "
+    assert (f"early stop (tolerance 0.25, window 2, every {period} it): settled at iteration "
+            f"{stop['stopped_at_iteration']}, "
             f"{stop['search_steps']} of 360 search steps") in out
 
 
@@ -172,7 +181,15 @@ def test_the_flags_name_the_experiment_only_when_they_change_what_it_does(tmp_pa
     capsys.readouterr()
     assert cli.main(["lottery", *SEARCH, "--early_stop_window=3", f"--root={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--early_stop_window=3 only apply with --early_stop=settled" in err
+    assert len(err.splitlines()) == 1 and "--early_stop_window=3: only with --early_stop=settled (now off)" in err
+    assert cli.main(["lottery", *SEARCH, "--early_stop_every=100it", f"--root={tmp_path}"]) == 2
+    assert "--early_stop_every=100it: only with --early_stop=settled" in capsys.readouterr().err
+    assert location(*SETTLED, "--early_stop_every=1ep") == settled    # the default, spelled out
+    assert location(*SETTLED, "--early_stop_every=20it") != settled
+    for bad in ("0ep", "0it", "ten"):
+        assert cli.main(["lottery", *SEARCH, *SETTLED, f"--early_stop_every={bad}", f"--root={tmp_path}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and bad in err and "early_stop_every" in err
     assert cli.main(["lottery", *SEARCH, "--early_stop=settled", "--early_stop_tolerance=1.5",
                      f"--root={tmp_path}"]) == 2
     assert "invalid --early_stop_tolerance 1.5: must be in [0, 1)" in capsys.readouterr().err

@@ -321,7 +321,8 @@ def early_stop_note(e: Any) -> str:
     steps, planned = e.get("search_steps"), e.get("planned_steps")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, planned)):
         return ""
-    rule = f"early stop (tolerance {e.get('tolerance')}, window {e.get('window')})"
+    every = f", every {e['every']} it" if isinstance(e.get("every"), int) else ""
+    rule = f"early stop (tolerance {e.get('tolerance')}, window {e.get('window')}{every})"
     if e.get("stopped_at_iteration") is None:
         return f"{rule}: did not settle, all {planned} steps"
     return (f"{rule}: settled at iteration {e['stopped_at_iteration']}, {steps} of {planned} search steps "

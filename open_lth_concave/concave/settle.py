@@ -1,7 +1,7 @@
 """Ending a mask search early once the set of weights it would prune has settled (`--early_stop=settled`).
 
-At every evaluation point of a search (each epoch boundary of the training loop, the run's start
-included) the set P_t of surviving entries that would be pruned if the search ended now is computed
+At every evaluation point of a search (each multiple of `--early_stop_every` iterations, by default
+each epoch boundary, and the run's start) the set P_t of surviving entries that would be pruned if the search ended now is computed
 with the level's own pruning rule:
   threshold  masks < alpha;
   target     masks < alpha, at most ceil(fraction x surviving) of them (the smallest, ties included);
@@ -35,6 +35,7 @@ import torch
 
 from open_lth_concave.concave.target import RAMP
 from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
+from open_lth_concave.foundations.step import Step
 
 EARLY_STOP_CHOICES = ("off", "settled")
 
@@ -73,6 +74,7 @@ class SettleStop:
     fraction: float                   # --pruning_fraction (target and fraction modes)
     total_steps: int                  # steps of the full search
     start_iteration: int = 0          # the search's first iteration (the rewind step)
+    every: int = 0                    # iterations between evaluation points (0: only the run's start)
     alive: Optional[torch.Tensor] = None
     n_alive: int = 0
     history: list = field(default_factory=list)   # [(iteration, packed set)], the last window + 1
@@ -83,6 +85,11 @@ class SettleStop:
         """The entries (a bool tensor over the flat mask) that survive into this search."""
         self.alive = alive
         self.n_alive = int(alive.sum())
+
+    def is_point(self, iteration: int) -> bool:
+        """Whether the rule looks at the masks after this iteration: the run's start and every multiple
+        of `every` iterations (counted from iteration 0, so `1ep` means each epoch boundary)."""
+        return iteration == self.start_iteration or (self.every > 0 and iteration % self.every == 0)
 
     @torch.no_grad()
     def observe(self, iteration: int, values: torch.Tensor) -> bool:
@@ -107,7 +114,8 @@ class SettleStop:
 
     def summary(self) -> dict[str, Any]:
         """What search_metrics.json records about the rule and where it stopped."""
-        return {"tolerance": self.tolerance, "window": self.window, "stopped_at_iteration": self.stopped_at,
+        return {"tolerance": self.tolerance, "window": self.window, "every": self.every,
+                "stopped_at_iteration": self.stopped_at,
                 "search_steps": (self.stopped_at if self.stopped_at is not None
                                  else self.start_iteration + self.total_steps) - self.start_iteration,
                 "planned_steps": self.total_steps,
@@ -127,6 +135,7 @@ class SettleStop:
 
 DEFAULT_TOLERANCE = 0.01
 DEFAULT_WINDOW = 5
+DEFAULT_EVERY = "1ep"
 
 
 @dataclass(kw_only=True)
@@ -141,6 +150,8 @@ class EarlyStopHparams(Hparams):
                                      "[0, 1).")
     early_stop_window: int = hp(DEFAULT_WINDOW, "With --early_stop=settled: how many previous evaluation points "
                                 "the current set must agree with, >= 1.")
+    early_stop_every: str = hp(DEFAULT_EVERY, "With --early_stop=settled: the evaluation points, every "
+                               "<E>ep<I>it (counted from iteration 0; not zero); e.g. 100it for short rounds.")
 
     def validate(self) -> None:
         super().validate()
@@ -148,17 +159,22 @@ class EarlyStopHparams(Hparams):
             raise HparamError(f"invalid --early_stop_tolerance {self.early_stop_tolerance}: must be in [0, 1)")
         if not self.early_stop_window >= 1:
             raise HparamError(f"invalid --early_stop_window {self.early_stop_window}: must be >= 1")
-        if self.early_stop == "off" and (self.early_stop_tolerance != DEFAULT_TOLERANCE
-                                         or self.early_stop_window != DEFAULT_WINDOW):
+        if Step.is_zero_str(self.early_stop_every, flag="early_stop_every"):
+            raise HparamError(f"invalid --early_stop_every {self.early_stop_every}: must be more than zero "
+                              "iterations (e.g. 1ep, 100it)")
+        changed = [f"--{name}={getattr(self, name)}" for name, default in
+                   (("early_stop_tolerance", DEFAULT_TOLERANCE), ("early_stop_window", DEFAULT_WINDOW),
+                    ("early_stop_every", DEFAULT_EVERY)) if getattr(self, name) != default]
+        if self.early_stop == "off" and changed:
             # they would change the experiment's name without changing what it does
-            raise HparamError(f"--early_stop_tolerance={self.early_stop_tolerance} / --early_stop_window="
-                              f"{self.early_stop_window} only apply with --early_stop=settled (now off)")
+            raise HparamError(f"{' '.join(changed)}: only with --early_stop=settled (now off)")
 
-    def settle_stop(self, mode: str, threshold: float, fraction: float, start_iteration: int,
+    def settle_stop(self, mode: str, threshold: float, fraction: float, start: Step,
                     total_steps: int) -> Optional["SettleStop"]:
-        """The rule for one search, or None when early stopping is off."""
+        """The rule for one search starting at `start`, or None when early stopping is off."""
         if self.early_stop == "off":
             return None
+        every = Step.from_str(self.early_stop_every, start.iterations_per_epoch).iteration
         return SettleStop(tolerance=self.early_stop_tolerance, window=self.early_stop_window, mode=mode,
                           threshold=threshold, fraction=fraction, total_steps=total_steps,
-                          start_iteration=start_iteration)
+                          start_iteration=start.iteration, every=every)

@@ -103,7 +103,8 @@ class SoftMask(FlatMaskStrategy):
 
     def should_stop(self, iteration: int) -> bool:
         """--early_stop=settled: end the search once the would-be-pruned set has settled (settle.py)."""
-        return self.settle is not None and self.settle.observe(iteration, self.variable)
+        return self.settle is not None and self.settle.is_point(iteration) and \
+            self.settle.observe(iteration, self.variable)
 
     @torch.no_grad()
     def metrics(self) -> dict[str, float]:

@@ -54,7 +54,7 @@ class ConcaveSearch(MaskSearch):
         steps = ctx.extra["end_step"].iteration - start_iteration
         if h.pruning_mode == "target":
             target = SparsityTarget(fraction=h.pruning_fraction, threshold=h.alpha, total_steps=steps)
-        settle = h.settle_stop(h.pruning_mode, h.alpha, h.pruning_fraction, start_iteration, steps)
+        settle = h.settle_stop(h.pruning_mode, h.alpha, h.pruning_fraction, ctx.extra["start_step"], steps)
         return functools.partial(SoftMask, hparams=self.soft_mask_hparams(ctx), regularizer=self.regularizer(),
                                  initial_mask=start, target=target, settle=settle)
 

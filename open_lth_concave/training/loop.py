@@ -2,8 +2,9 @@
 
 Callbacks (open_lth's order): before each step and once after the last, evaluate at each epoch start
 (and at the start/end steps when mid-epoch or when evaluating only at the end), save the model at the
-start and end steps, checkpoint at each epoch boundary. At each epoch boundary the strategy may end
-the run early (`should_stop`); the run is then finished with that step's weights. The step itself is: lr for this update,
+start and end steps, checkpoint at each epoch boundary. At the start and after every step the strategy
+may end the run early (`should_stop`); the run is then finished with that step's weights. The step
+itself is: lr for this update,
 forward, loss (+ the strategy's penalty), backward, the strategy's before-step hook (gradients complete),
 optimizer step, the strategy's after-step hook.
 Metrics accumulate on the device and are read only at evaluation points.
@@ -248,6 +249,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         return any(it == at.iteration for it, _ in logger.get("test_accuracy"))
 
     model.train()
+    ended_early = False
     with _stop_signals() as stop, progress:
         while step < job.end_step:
             strategy.on_epoch_start(step.ep, job.end_step.ep)
@@ -256,8 +258,8 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                 save_checkpoint(step)
             if should_evaluate(step) and not evaluated(step):
                 evaluate_now(step)
-            if step.it == 0 and strategy.should_stop(step.iteration):
-                break   # the strategy ends its run here (e.g. a mask search that has settled)
+            if step == job.start_step and strategy.should_stop(step.iteration):
+                break   # the strategy ends its run at its start (asked after every step below)
             for x, y in job.train_loader.batches(step.ep, step.it):
                 if stop_requested(step):
                     save_checkpoint(step)
@@ -276,6 +278,11 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
                 progress.step(step)
                 if step >= job.end_step:
                     break
+                if strategy.should_stop(step.iteration):
+                    ended_early = True   # e.g. a mask search that has settled: finished with this step's weights
+                    break
+            if ended_early:
+                break
         check_finite(step)
         if not evaluated(step):
             evaluate_now(step)

@@ -57,10 +57,10 @@ class TrainingStrategy:
         return {}
 
     def should_stop(self, iteration: int) -> bool:
-        """Asked at each epoch boundary (the run's start included, after that boundary's checkpoint is
-        written): True ends the run there as finished, with this step's weights as its final model
-        (timing.json records `stopped_at`). Must be deterministic and resumable (keep the state in
-        `state_dict`; the same boundary may be asked again after a resume)."""
+        """Asked at the run's start and after every step (before that step's epoch-boundary checkpoint,
+        when it ends an epoch): True ends the run there as finished, with this step's weights as its
+        final model (timing.json records `stopped_at`). Must be cheap, deterministic and resumable: keep
+        the state in `state_dict`; after a resume the steps since the last checkpoint are asked again."""
         return False
 
     def state_dict(self) -> dict[str, Any]:
