@@ -30,20 +30,20 @@ def test_help_lists_the_strategy_hyperparameters_with_defaults():
 
 
 BAD = [
-    (["--pruning_strategy=concave_log", "--regularization_lambda=-1e-6"], "--regularization_lambda -1e-06"),
-    (["--pruning_strategy=concave_log", "--epsilon=0"], "--epsilon 0.0"),
-    (["--pruning_strategy=concave_log", "--epsilon=-1"], "--epsilon -1.0"),
-    (["--pruning_strategy=concave_l1", "--threshold=0"], "--threshold 0.0"),
-    (["--pruning_strategy=concave_l1", "--threshold=1"], "--threshold 1.0"),
-    (["--pruning_strategy=concave_log", "--initial_mask_value=0"], "--initial_mask_value 0.0"),
-    (["--pruning_strategy=concave_log", "--initial_mask_value=1.5"], "--initial_mask_value 1.5"),
-    (["--pruning_strategy=concave_lq", "--q=0"], "--q 0.0"),
-    (["--pruning_strategy=concave_lq", "--q=1.5"], "--q 1.5"),
+    (["--pruning_strategy=concave_log", "--regularization_lambda=-1e-6"], "--regularization_lambda -1e-06: must be >= 0"),
+    (["--pruning_strategy=concave_log", "--epsilon=0"], "--epsilon 0.0: must be > 0"),
+    (["--pruning_strategy=concave_log", "--epsilon=-1"], "--epsilon -1.0: must be > 0"),
+    (["--pruning_strategy=concave_l1", "--threshold=0"], "--threshold 0.0: must be in (0, 1)"),
+    (["--pruning_strategy=concave_l1", "--threshold=1"], "--threshold 1.0: must be in (0, 1)"),
+    (["--pruning_strategy=concave_log", "--initial_mask_value=0"], "--initial_mask_value 0.0: must be in (0, 1]"),
+    (["--pruning_strategy=concave_log", "--initial_mask_value=1.5"], "--initial_mask_value 1.5: must be in (0, 1]"),
+    (["--pruning_strategy=concave_lq", "--q=0"], "--q 0.0: must be in (0, 1]"),
+    (["--pruning_strategy=concave_lq", "--q=1.5"], "--q 1.5: must be in (0, 1]"),
     (["--pruning_strategy=concave_log", "--pruning_mode=soft"], "--pruning_mode"),
     (["--pruning_strategy=concave_foo"], "unknown regularizer 'foo'; valid: l1, log"),
     (["--pruning_strategy=nope"], "unknown pruning strategy 'nope'; valid:"),
-    (["--pruning_strategy=sigmoid_mask", "--initial_mask_value=1"], "--initial_mask_value 1.0"),
-    (["--pruning_strategy=sigmoid_mask", "--beta_final=0.5"], "--beta_final 0.5"),
+    (["--pruning_strategy=sigmoid_mask", "--initial_mask_value=1"], "--initial_mask_value 1.0: must be in (0, 1)"),
+    (["--pruning_strategy=sigmoid_mask", "--beta_final=0.5"], "--beta_final 0.5: must be >= 1"),
 ]
 
 

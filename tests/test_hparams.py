@@ -1,10 +1,12 @@
 import argparse
+import re
 from dataclasses import dataclass
+from typing import Optional
 
 import pytest
 
-from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, ModelHparams,
-                                                  TrainingHparams, hp)
+from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, Hparams, ModelHparams,
+                                                  TrainingHparams, hp, replace)
 from open_lth_concave.lottery.desc import LotteryDesc, TrainingDesc, hash_of
 from open_lth_concave.pruning.sparse_global import SparseGlobalHparams
 
@@ -70,9 +72,9 @@ def test_help_shows_required_default_and_optional_tags():
 
 
 @pytest.mark.parametrize("field,value,needle", [
-    ("lr", "0", "--lr"), ("lr", "-1", "--lr"), ("lr", "abc", "--lr"), ("lr", "nan", "--lr"),
+    ("lr", "0", "invalid --lr 0.0: must be > 0"), ("lr", "-1", "invalid --lr -1.0: must be > 0"), ("lr", "abc", "--lr"), ("lr", "nan", "--lr"),
     ("training_steps", "12", "malformed step"), ("training_steps", "", "malformed step"),
-    ("optimizer_name", "rmsprop", "allowed: sgd, adam"), ("weight_decay", "-0.1", "--weight_decay"),
+    ("optimizer_name", "rmsprop", "allowed: sgd, adam"), ("weight_decay", "-0.1", "invalid --weight_decay -0.1: must be >= 0"),
     ("milestone_steps", "1ep,x", "malformed step"), ("training_strategy", "nope", "valid: "),
 ])
 def test_bad_training_values_name_the_value(field, value, needle):
@@ -85,7 +87,7 @@ def test_bad_training_values_name_the_value(field, value, needle):
 
 @pytest.mark.parametrize("batch", [0, -3])
 def test_batch_size_must_be_positive(batch):
-    with pytest.raises(HparamError, match="--batch_size"):
+    with pytest.raises(HparamError, match=rf"^invalid --batch_size {batch}: must be >= 1$"):
         DatasetHparams.from_dict({"dataset_name": "digits", "batch_size": batch})
 
 
@@ -104,3 +106,77 @@ def test_pruning_fraction_range(value):
     else:
         with pytest.raises(HparamError, match=r"--pruning_fraction .* \(0, 1\)"):
             SparseGlobalHparams.from_dict({"pruning_strategy": "sparse_global", "pruning_fraction": value})
+
+
+# ---- declared ranges: hp(..., range=...) ---------------------------------------------------------
+
+@pytest.mark.parametrize("text,inside,outside,shown", [
+    ("(0, 1]", [1e-12, 0.5, 1], [0, -1, 1.0000001, float("nan")], "in (0, 1]"),
+    ("(0,1)", [0.5], [0, 1], "in (0, 1)"),
+    ("[0, 1)", [0, 0.999], [1, -1e-9], "in [0, 1)"),
+    ("[0, inf)", [0, 1e30], [-1e-30, float("nan")], ">= 0"),
+    ("> 0", [1e-300], [0, -1], "> 0"),
+    (">= 1", [1, 2], [0.999, 0], ">= 1"),
+    ("< 1", [0.5, -5], [1, 2], "< 1"),
+    ("<= 2.5", [2.5], [2.6], "<= 2.5"),
+    ("[1, 1024]", [1, 1024], [0, 1025], "in [1, 1024]"),
+    ("(-inf, 0)", [-3], [0], "< 0"),
+])
+def test_range_syntax_membership_and_display(text, inside, outside, shown):
+    from open_lth_concave.foundations.hparams import Range
+    r = Range.parse(text)
+    assert str(r) == shown
+    assert all(v in r for v in inside), [v for v in inside if v not in r]
+    assert not any(v in r for v in outside), [v for v in outside if v in r]
+
+
+@pytest.mark.parametrize("text", ["(1, 0)", "[0, 0]", "[0, inf]", "[-inf, 0)", "0..1", ">= inf", "=> 0", "(0 1]", ""])
+def test_malformed_range_fails_at_declaration(text):
+    with pytest.raises(ValueError, match="range"):
+        hp(0.5, "x", range=text)
+
+
+@dataclass(kw_only=True)
+class _Ranged(Hparams):
+    rate: float = hp(0.5, "A rate.", range="(0, 1]")
+    count: Optional[int] = hp(None, "A count.", range=">= 2")
+    name: str = hp("a", "A name.")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("rate", "0", "invalid --rate 0.0: must be in (0, 1]"),
+    ("rate", "1.5", "invalid --rate 1.5: must be in (0, 1]"),
+    ("rate", "-0.25", "invalid --rate -0.25: must be in (0, 1]"),
+    ("count", "1", "invalid --count 1: must be >= 2"),
+    ("count", "-7", "invalid --count -7: must be >= 2"),
+])
+def test_out_of_range_is_one_message_naming_flag_value_and_range(field, value, message):
+    with pytest.raises(HparamError) as e:
+        _Ranged.from_dict({field: value})
+    assert str(e.value) == message
+    with pytest.raises(HparamError, match=re.escape(message)):    # the same check for a programmatic replace
+        replace(_Ranged(), **{field: _Ranged.coerce(field, value)})
+
+
+def test_in_range_and_unset_optional_values_pass():
+    assert _Ranged.from_dict({"rate": "1", "count": "2"}) == _Ranged(rate=1.0, count=2)
+    assert _Ranged.from_dict({"count": "none"}).count is None       # an unset optional field has no range to meet
+
+
+def test_range_on_a_non_numeric_value_is_a_programming_error():
+    @dataclass(kw_only=True)
+    class Wrong(Hparams):
+        name: str = hp("a", "A name.", range="> 0")
+    with pytest.raises(TypeError, match="Wrong.name declares range > 0"):
+        Wrong().validate()
+
+
+def test_help_shows_the_declared_range():
+    parser = argparse.ArgumentParser()
+    _Ranged.add_args(parser)
+    TrainingHparams.add_args(parser, {"lr": 0.25})
+    text = " ".join(parser.format_help().split())
+    assert "--rate FLOAT A rate. Must be in (0, 1]. (default: 0.5)" in text
+    assert "--count INT A count. Must be >= 2. (optional: int)" in text
+    assert "--name STR A name. (default: a)" in text
+    assert "--lr FLOAT The learning rate. Must be > 0. (default: 0.25)" in text

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
+from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.foundations.registry import Registry
 
 
@@ -68,12 +68,8 @@ class L1(Regularizer):
 @dataclass(kw_only=True)
 class LogHparams(Hparams):
     _group_name: ClassVar[str] = "Log Regularizer Hyperparameters"
-    epsilon: float = hp(0.1, "epsilon of the log penalty r(m)=log((m+eps)/eps)/log((1+eps)/eps); smaller is closer to l0.")
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.epsilon > 0:
-            raise HparamError(f"invalid --epsilon {self.epsilon}: must be > 0")
+    epsilon: float = hp(0.1, "epsilon of the log penalty r(m)=log((m+eps)/eps)/log((1+eps)/eps); smaller is closer to l0.",
+                        range="> 0")
 
 
 @registry.register("log")
@@ -99,12 +95,7 @@ class Log(Regularizer):
 @dataclass(kw_only=True)
 class LqHparams(Hparams):
     _group_name: ClassVar[str] = "Lq Regularizer Hyperparameters"
-    q: float = hp(0.5, "exponent of the lq penalty r(m)=m^q, in (0, 1]; smaller is closer to l0.")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0 < self.q <= 1:
-            raise HparamError(f"invalid --q {self.q}: must be in (0, 1]")
+    q: float = hp(0.5, "exponent of the lq penalty r(m)=m^q; smaller is closer to l0.", range="(0, 1]")
 
 
 _LQ_FLOOR = 1e-8  # r'(0) is infinite for q < 1: below the floor r is the chord m * floor^(q-1)
@@ -129,12 +120,7 @@ class Lq(Regularizer):
 @dataclass(kw_only=True)
 class McpHparams(Hparams):
     _group_name: ClassVar[str] = "MCP Regularizer Hyperparameters"
-    mcp_gamma: float = hp(1.0, "gamma >= 1 of the minimax concave penalty; 1 is the most concave.")
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.mcp_gamma >= 1:
-            raise HparamError(f"invalid --mcp_gamma {self.mcp_gamma}: must be >= 1")
+    mcp_gamma: float = hp(1.0, "gamma of the minimax concave penalty; 1 is the most concave.", range=">= 1")
 
 
 @registry.register("mcp")

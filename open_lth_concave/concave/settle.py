@@ -146,19 +146,15 @@ class EarlyStopHparams(Hparams):
                          "size from the set at each of the --early_stop_window previous points; off: search for "
                          "the whole --training_steps.", choices=list(EARLY_STOP_CHOICES))
     early_stop_tolerance: float = hp(DEFAULT_TOLERANCE, "With --early_stop=settled: largest change of the "
-                                     "would-be-pruned set (entries in one set only), as a share of its size, in "
-                                     "[0, 1).")
+                                     "would-be-pruned set (entries in one set only), as a share of its size.",
+                                     range="[0, 1)")
     early_stop_window: int = hp(DEFAULT_WINDOW, "With --early_stop=settled: how many previous evaluation points "
-                                "the current set must agree with, >= 1.")
+                                "the current set must agree with.", range=">= 1")
     early_stop_every: str = hp(DEFAULT_EVERY, "With --early_stop=settled: the evaluation points, every "
                                "<E>ep<I>it (counted from iteration 0; not zero); e.g. 100it for short rounds.")
 
     def validate(self) -> None:
         super().validate()
-        if not 0 <= self.early_stop_tolerance < 1:
-            raise HparamError(f"invalid --early_stop_tolerance {self.early_stop_tolerance}: must be in [0, 1)")
-        if not self.early_stop_window >= 1:
-            raise HparamError(f"invalid --early_stop_window {self.early_stop_window}: must be >= 1")
         if Step.is_zero_str(self.early_stop_every, flag="early_stop_every"):
             raise HparamError(f"invalid --early_stop_every {self.early_stop_every}: must be more than zero "
                               "iterations (e.g. 1ep, 100it)")

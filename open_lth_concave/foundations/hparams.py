@@ -4,7 +4,10 @@ A hyperparameter group is a `kw_only` dataclass deriving from `Hparams`. Each fi
 `hp(default, "help")` (or `hp(help="...")` for a required field). From that one declaration come: the
 `--<prefix><field>` flag and its help text, the canonical text hashed into the experiment name (fields
 equal to their default are left out, so adding a hyperparameter with a default renames nothing), the
-banner, and JSON round trips.
+banner, and JSON round trips. A numeric field may declare the values it allows,
+`hp(0.2, "help", range="(0, 1)")` (interval notation, `inf` for no bound) or `range=">= 0"` (one bound:
+`>`, `>=`, `<`, `<=`): `--help` shows it and `Hparams.validate()` checks it, with one message format,
+`invalid --<field> <value>: must be in (0, 1)` (or `must be >= 0`).
 """
 from __future__ import annotations
 
@@ -22,9 +25,72 @@ class HparamError(UserError, ValueError):
     """A hyperparameter value that is not allowed; the message names the value and what is allowed."""
 
 
-def hp(default: Any = MISSING, help: str = "", choices: Optional[list] = None) -> Any:
-    """Declare a hyperparameter field: its default (omit for a required field) and a one-line help."""
-    metadata = {"help": help, "choices": choices}
+@dataclass(frozen=True)
+class Range:
+    """The numbers a field allows: an interval with open or closed ends; a missing end is unbounded."""
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+
+    _BOUND = r"\s*([-+]?(?:inf|[0-9.]+(?:e[-+]?[0-9]+)?))\s*"
+
+    @classmethod
+    def parse(cls, text: str) -> "Range":
+        """`(0, 1]`, `[0, inf)`, `> 0`, `>= 1`, `< 1`, `<= 1`; a malformed range is a programming error."""
+        import re
+        spec = text.strip()
+        one = re.fullmatch(r"(>=|>|<=|<)" + cls._BOUND, spec)
+        two = re.fullmatch(r"([\[(])" + cls._BOUND + "," + cls._BOUND + r"([\])])", spec)
+        if one:
+            op, bound = one.group(1), float(one.group(2))
+            if not math.isfinite(bound):
+                raise ValueError(f"range {text!r}: the bound must be finite")
+            out = (cls(low=bound, low_open=op == ">") if op.startswith(">")
+                   else cls(high=bound, high_open=op == "<"))
+        elif two:
+            low, high = float(two.group(2)), float(two.group(3))
+            if low == math.inf or high == -math.inf or not low < high:
+                raise ValueError(f"range {text!r}: the lower end must be below the upper end")
+            out = cls(low=None if low == -math.inf else low, high=None if high == math.inf else high,
+                      low_open=two.group(1) == "(", high_open=two.group(4) == ")")
+            if (out.low is None and not out.low_open) or (out.high is None and not out.high_open):
+                raise ValueError(f"range {text!r}: an infinite end is open")
+        else:
+            raise ValueError(f"range {text!r}: expected an interval such as (0, 1] or [0, inf), or >= 0")
+        return out
+
+    def __contains__(self, value: Any) -> bool:
+        # written so that NaN is outside every range
+        if self.low is not None and not (value > self.low if self.low_open else value >= self.low):
+            return False
+        if self.high is not None and not (value < self.high if self.high_open else value <= self.high):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        """`in (0, 1]`, or `> 0` / `<= 1` with one bound: the words after `must be` in help and errors."""
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else repr(x)
+        if self.high is None and self.low is not None:
+            return f"{'>' if self.low_open else '>='} {num(self.low)}"
+        if self.low is None and self.high is not None:
+            return f"{'<' if self.high_open else '<='} {num(self.high)}"
+        low = "-inf" if self.low is None else num(self.low)
+        high = "inf" if self.high is None else num(self.high)
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def range_error(name: str, value: Any, allowed: Range) -> HparamError:
+    """The one message for a value outside its field's range."""
+    return HparamError(f"invalid --{name} {value}: must be {allowed}")
+
+
+def hp(default: Any = MISSING, help: str = "", choices: Optional[list] = None,
+       range: Optional[str] = None) -> Any:
+    """Declare a hyperparameter field: its default (omit for a required field), a one-line help, and
+    optionally the values it allows (`choices`, or for a number `range="(0, 1]"`, `">= 0"`)."""
+    metadata = {"help": help, "choices": choices, "range": Range.parse(range) if range is not None else None}
     if default is MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -165,9 +231,15 @@ class Hparams:
         """Check ranges; subclasses extend. Raise HparamError naming the value and what is allowed."""
         for f in fields(self):
             choices = f.metadata.get("choices")
+            allowed = f.metadata.get("range")
             value = getattr(self, f.name)
             if choices and value is not None and value not in choices:
                 raise HparamError(f"invalid value {value!r} for --{f.name}; allowed: {', '.join(map(str, choices))}")
+            if allowed is not None and value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"{type(self).__name__}.{f.name} declares range {allowed} but holds {value!r}")
+                if value not in allowed:
+                    raise range_error(f.name, value, allowed)
 
     # ---- command line ------------------------------------------------------------------------
     @classmethod
@@ -183,6 +255,8 @@ class Hparams:
             help_text = f.metadata.get("help", "")
             if f.metadata.get("choices"):
                 help_text += f" One of: {', '.join(map(str, f.metadata['choices']))}."
+            if f.metadata.get("range") is not None:
+                help_text += f" Must be {f.metadata['range']}."
             if typ is bool:
                 group.add_argument(f"--{prefix}{f.name}", action="store_true", default=None,
                                    help=f"{help_text} (default: {shown_default})".replace("%", "%%"))
@@ -229,24 +303,18 @@ class DatasetHparams(Hparams):
     _description: ClassVar[str] = "Which data and how they are batched and augmented."
 
     dataset_name: str = hp(help="The dataset (a registered name, e.g. digits, mnist, cifar10).")
-    batch_size: int = hp(help="Examples per training step.")
+    batch_size: int = hp(help="Examples per training step.", range=">= 1")
     do_not_augment: bool = hp(False, "Turn off the dataset's training augmentation (crops, flips).")
     transformation_seed: Optional[int] = hp(None, "Seed of the data augmentation (default: the replicate).")
-    subsample_fraction: Optional[float] = hp(None, "Train on this fraction of the training set, in (0, 1].")
-    random_labels_fraction: Optional[float] = hp(None, "Replace this fraction of training labels at random, in [0, 1].")
+    subsample_fraction: Optional[float] = hp(None, "Train on this fraction of the training set.", range="(0, 1]")
+    random_labels_fraction: Optional[float] = hp(None, "Replace this fraction of training labels at random.",
+                                                 range="[0, 1]")
     unsupervised_labels: Optional[str] = hp(None, "Not supported here; kept for open_lth command-line compatibility.")
-    blur_factor: Optional[int] = hp(None, "Downsample then upsample training images by this integer factor.")
+    blur_factor: Optional[int] = hp(None, "Downsample then upsample training images by this integer factor.",
+                                    range=">= 1")
 
     def validate(self) -> None:
         super().validate()
-        if self.batch_size <= 0:
-            raise HparamError(f"invalid --batch_size {self.batch_size}: must be a positive integer")
-        if self.subsample_fraction is not None and not 0 < self.subsample_fraction <= 1:
-            raise HparamError(f"invalid --subsample_fraction {self.subsample_fraction}: must be in (0, 1]")
-        if self.random_labels_fraction is not None and not 0 <= self.random_labels_fraction <= 1:
-            raise HparamError(f"invalid --random_labels_fraction {self.random_labels_fraction}: must be in [0, 1]")
-        if self.blur_factor is not None and self.blur_factor < 1:
-            raise HparamError(f"invalid --blur_factor {self.blur_factor}: must be an integer >= 1")
         if self.unsupervised_labels is not None:
             raise HparamError(f"invalid --unsupervised_labels {self.unsupervised_labels!r}: not supported")
 
@@ -271,15 +339,15 @@ class TrainingHparams(Hparams):
     _description: ClassVar[str] = "The optimizer, schedule and length of a training run."
 
     optimizer_name: str = hp(help="The optimizer.", choices=["sgd", "adam"])
-    lr: float = hp(help="The learning rate.")
+    lr: float = hp(help="The learning rate.", range="> 0")
     training_steps: str = hp(help="Training length as a step string: 160ep, 500it or 2ep100it.")
     data_order_seed: Optional[int] = hp(None, "Seed of the data order (default: derived from the replicate).")
-    momentum: float = hp(0.0, "SGD momentum.")
-    nesterov_momentum: float = hp(0.0, "SGD Nesterov momentum (use instead of --momentum).")
+    momentum: float = hp(0.0, "SGD momentum.", range=">= 0")
+    nesterov_momentum: float = hp(0.0, "SGD Nesterov momentum (use instead of --momentum).", range=">= 0")
     milestone_steps: Optional[str] = hp(None, "Comma-separated steps at which the lr is multiplied by gamma.")
-    gamma: Optional[float] = hp(None, "Learning-rate factor at each milestone.")
+    gamma: Optional[float] = hp(None, "Learning-rate factor at each milestone.", range="> 0")
     warmup_steps: Optional[str] = hp(None, "Linear learning-rate warm-up length (a step string).")
-    weight_decay: Optional[float] = hp(None, "L2 weight decay on every parameter.")
+    weight_decay: Optional[float] = hp(None, "L2 weight decay on every parameter.", range=">= 0")
     apex_fp16: bool = hp(False, "Train in reduced precision (here: bf16 autocast; see --precision).")
     training_strategy: str = hp("standard", "Training strategy of `open_lth train` (a registered name; its own flags "
                                 "appear with it). Lottery tickets train with standard; a pruning strategy picks its search's.")
@@ -287,8 +355,6 @@ class TrainingHparams(Hparams):
     def validate(self) -> None:
         super().validate()
         from open_lth_concave.foundations.step import Step
-        if not self.lr > 0:
-            raise HparamError(f"invalid --lr {self.lr}: must be a positive number")
         for name in ("training_steps", "warmup_steps"):
             value = getattr(self, name)
             if value is not None:
@@ -298,14 +364,8 @@ class TrainingHparams(Hparams):
                 Step.check_str(part.strip(), flag="milestone_steps")
         if self.milestone_steps and self.gamma is None:
             raise HparamError("--milestone_steps needs --gamma (the learning-rate factor at each milestone)")
-        if self.momentum < 0 or self.nesterov_momentum < 0:
-            raise HparamError(f"invalid momentum {self.momentum or self.nesterov_momentum}: must be >= 0")
         if self.momentum and self.nesterov_momentum:
             raise HparamError("give --momentum or --nesterov_momentum, not both")
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise HparamError(f"invalid --weight_decay {self.weight_decay}: must be >= 0")
-        if self.gamma is not None and self.gamma <= 0:
-            raise HparamError(f"invalid --gamma {self.gamma}: must be positive")
         from open_lth_concave.training.strategy import registry as training_strategies
         training_strategies.get(self.training_strategy)
 
@@ -316,4 +376,4 @@ class PruningHparams(Hparams):
     _group_name: ClassVar[str] = "Pruning Hyperparameters"
     _description: ClassVar[str] = "How each level's mask is derived from the previous level."
 
-    pruning_strategy: str = hp(help="The pruning strategy (a registered name, e.g. sparse_global, concave_log).")
+    pruning_strategy: str = hp(help="The pruning strategy (a registered name, e.g. sparse_global; --help lists them).")

@@ -55,15 +55,14 @@ class Platform(Hparams):
     cpu_allocator: str = hp("tuned", "tuned (glibc keeps freed large blocks for reuse instead of returning them to the "
                             "OS on every free) or system (glibc's defaults).", choices=["tuned", "system"])
     threads: int = hp(0, "CPU threads for PyTorch; 0 chooses automatically: 1 for small models (under "
-                      f"{SMALL_STEP_MACS:.0e} multiply-accumulates per step), else the idle cores this process may use (see platform/threads.py).")
+                      f"{SMALL_STEP_MACS:.0e} multiply-accumulates per step), else the idle cores this process may use (see platform/threads.py).",
+                      range=">= 0")
     deterministic: bool = hp(False, "Ask PyTorch for deterministic algorithms (slower on GPU).")
     num_workers: int = hp(0, "Kept for open_lth compatibility; data are tensors on the device, no workers are used.")
     platform: str = hp("local", "Kept for open_lth compatibility; only 'local'.", choices=["local"])
 
     def validate(self) -> None:
         super().validate()
-        if self.threads < 0:
-            raise HparamError(f"invalid --threads {self.threads}: must be >= 0 (0 = automatic)")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise HparamError(f"invalid --device {self.device!r}: use cpu, cuda, cuda:N or auto")
         if self.device.startswith("cuda") and not torch.cuda.is_available():

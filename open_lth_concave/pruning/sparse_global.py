@@ -16,13 +16,9 @@ from open_lth_concave.pruning.strategy import (PruningContext, PruningError, Pru
 
 @dataclass(kw_only=True)
 class SparseGlobalHparams(PruningHparams):
-    pruning_fraction: float = hp(0.2, "Fraction of the surviving prunable weights removed at each level, in (0, 1).")
+    pruning_fraction: float = hp(0.2, "Fraction of the surviving prunable weights removed at each level.",
+                                 range="(0, 1)")
     pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensor names never pruned (e.g. fc.weight).")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0 < self.pruning_fraction < 1:
-            raise HparamError(f"invalid --pruning_fraction {self.pruning_fraction}: must be in (0, 1)")
 
 
 def _alive_scores(scores: dict[str, torch.Tensor], mask: Mask, ignore: set[str]) -> tuple[list[str], torch.Tensor]:
