@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from open_lth_concave import cli, plugins
+from open_lth_concave import cli, jobs, plugins
 from open_lth_concave.lottery.share import share_dense_level
 from open_lth_concave.training.metric_logger import MetricLogger
 
@@ -49,7 +49,7 @@ def cli_run(argv: list[str]) -> None:
 
 def location(argv: list[str]) -> Path:
     """The replicate folder of a lottery, from its hyperparameters (nothing runs)."""
-    runner, _ = cli.make_lottery_runner(argv)
+    runner = jobs.build("lottery", argv).runner
     return Path(runner.replicate_dir)
 
 
@@ -57,7 +57,7 @@ def run_lottery(args, replicate: int, strategy_flags: list[str]) -> Path:
     argv = lottery_argv(args, replicate, strategy_flags)
     rep = location(argv)
     if not args.report_only and not (rep / "report.json").exists():
-        runner, _ = cli.make_lottery_runner(argv)
+        runner = jobs.build("lottery", argv).runner
         share_dense_level(runner)               # the dense level 0 of a sibling strategy, if finished
         cli_run(["lottery", *argv])
     return rep

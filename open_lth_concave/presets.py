@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from open_lth_concave.foundations.hparams import HparamError, closest_name
 
@@ -167,3 +167,18 @@ def load_defaults(name: str, _seen: tuple[str, ...] = ()) -> dict[str, dict[str,
                           f"{', '.join(close)}; for this architecture on purpose, give it as the model: "
                           f"--default_hparams={close[0]} --model_name={name}")
     return copy.deepcopy({g: dict(v) for g, v in spec.defaults.items()})
+
+
+def preset_description(name: Optional[str]) -> Optional[str]:
+    """The leading comment of a preset file (which paper experiment it is), as one line."""
+    if not name:
+        return None
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.exists():
+        return None
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(lines) or None

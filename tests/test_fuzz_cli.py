@@ -44,7 +44,7 @@ FLAGS = {
 
 @pytest.fixture(autouse=True)
 def setup_only(monkeypatch, tmp_path):
-    monkeypatch.setattr(LotteryRunner, "run", lambda self: self._setup())
+    monkeypatch.setattr(LotteryRunner, "run", lambda self: self.setup())
     monkeypatch.setattr(TrainingRunner, "run", lambda self: {"test_accuracy": 0.0})
     monkeypatch.setenv("OPEN_LTH_DATASETS", str(tmp_path / "datasets_that_do_not_exist"))
 

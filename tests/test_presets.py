@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from open_lth_concave import cli
+from open_lth_concave import cli, jobs
 from open_lth_concave.plugins import load_core, load_plugins
 from open_lth_concave.presets import PRESET_DIR, list_presets, load_defaults
 
@@ -50,14 +50,14 @@ def test_preset_builds_every_strategy_job(name, tmp_path, capsys):
     assert not root.exists()
     for entry in job["strategies"]:
         strategy, *pairs = entry.split(":")
-        runner, _ = cli.make_lottery_runner([f"--default_hparams={name}", f"--pruning_strategy={strategy}",
-                                             *[f"--{p}" for p in pairs], f"--root={root}"])
+        runner = jobs.build("lottery", [f"--default_hparams={name}", f"--pruning_strategy={strategy}",
+                                         *[f"--{p}" for p in pairs], f"--root={root}"]).runner
         assert runner.desc.pruning_hparams.pruning_strategy == strategy
         assert runner.levels == job["levels"]
 
 
 def _training(name: str) -> dict:
-    runner, _ = cli.make_lottery_runner([f"--default_hparams={name}", "--root=/nonexistent"])
+    runner = jobs.build("lottery", [f"--default_hparams={name}", "--root=/nonexistent"]).runner
     return runner.desc.training_hparams.to_dict() | {"model": runner.desc.model_hparams.model_name,
                                                      "dataset": runner.desc.dataset_hparams.dataset_name,
                                                      "batch": runner.desc.dataset_hparams.batch_size}

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 import torch
 
-from open_lth_concave import cli
+from open_lth_concave import jobs
 from open_lth_concave.lottery.experiment import make_model
 from open_lth_concave.plugins import load_core
 from open_lth_concave.pruning.mask import Mask
@@ -49,9 +49,9 @@ CASES = [(reg, f.name) for reg in regularizers.list() for f in dataclasses.field
 
 def mask_gradient(root, regularizer: str, *flags: str) -> tuple[torch.Tensor, torch.Tensor, object]:
     """(penalty gradient the search's training strategy adds to its mask, the mask, the pruning hparams)."""
-    runner, _ = cli.make_lottery_runner([*BASE, f"--pruning_strategy=concave_{regularizer}", "--root", str(root),
-                                         *flags])
-    runner._setup()
+    runner = jobs.build("lottery", [*BASE, f"--pruning_strategy=concave_{regularizer}", "--root", str(root),
+                                    *flags]).runner
+    runner.setup()
     model = make_model(runner.desc.model_hparams, runner.data.spec, 1)
     mask = Mask.ones_like(model)
     ctx = PruningContext(level=1, current_mask=mask, artifacts_dir=root / "pruning", previous_artifacts_dir=None,

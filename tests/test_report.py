@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from open_lth_concave import cli
+from open_lth_concave import cli, jobs
 from open_lth_concave.foundations import io
 from open_lth_concave.pruning.mask import Mask
 
@@ -196,14 +196,14 @@ def test_compare_shares_level0_and_reuses_finished_runs(root, capsys):
 def test_share_dense_level_links_a_finished_level0(root, capsys):
     from open_lth_concave.lottery.share import share_dense_level
     assert cli.main(["lottery", *DIGITS, "--levels=0", "--quiet"]) == 0
-    runner, _ = cli.make_lottery_runner([*DIGITS, "--levels=0", "--pruning_fraction=0.5", "--quiet"])
+    runner = jobs.build("lottery", [*DIGITS, "--levels=0", "--pruning_fraction=0.5", "--quiet"]).runner
     source = share_dense_level(runner)
     assert source is not None and source != runner.main_dir(0)
     for f in source.iterdir():
         if f.name != "hparams.log":
             assert (runner.main_dir(0) / f.name).read_bytes() == f.read_bytes()
     assert share_dense_level(runner) is None  # already finished here
-    other, _ = cli.make_lottery_runner([*DIGITS, "--levels=0", "--lr=0.01", "--quiet"])
+    other = jobs.build("lottery", [*DIGITS, "--levels=0", "--lr=0.01", "--quiet"]).runner
     assert share_dense_level(other) is None  # different training: nothing to share
 
 

@@ -97,7 +97,7 @@ def test_a_flag_without_effect_in_the_chosen_mode_is_refused(root, capsys):
     assert cli.main(["lottery", *DIGITS, "--pruning_strategy=concave_log", "--pruning_fraction=0.3",
                      "--pruning_mode=target", "--display_output_location"]) == 0
     capsys.readouterr()
-    from open_lth_concave.report.compare import parse_entries, strategy_argvs
+    from open_lth_concave.jobs.compare import parse_entries, strategy_argvs
     entries = parse_entries("sparse_global,concave_log,concave_l1:pruning_mode=fraction")
     argvs, dropped = strategy_argvs([*DIGITS, "--pruning_fraction=0.3"], entries)
     assert "--pruning_fraction=0.3" in argvs[0] and "--pruning_fraction=0.3" in argvs[2]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from open_lth_concave import cli
+from open_lth_concave import cli, jobs
 from open_lth_concave.foundations import io
 
 from conftest import REPO
@@ -23,7 +23,7 @@ SECOND = ["--pruning_fraction=0.5"]          # another strategy setting: another
 
 
 def _replicate(root: Path, argv: list[str]) -> Path:
-    runner, _ = cli.make_lottery_runner([*argv, "--root", str(root)])
+    runner = jobs.build("lottery", [*argv, "--root", str(root)]).runner
     return runner.replicate_dir
 
 

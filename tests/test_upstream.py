@@ -73,12 +73,11 @@ def run_checkout(path: Path, home: Path, *args: str, seed: int = 0) -> subproces
 
 def core_hashname(*flags: str) -> str:
     """The experiment name our core gives the same lottery flags."""
-    from open_lth_concave import cli
+    from open_lth_concave import jobs
     from open_lth_concave.plugins import load_core, load_plugins
     load_core()
     load_plugins()
-    parser, info = cli.build_parser("lottery", list(flags))
-    return cli.desc_from_args("lottery", parser.parse_args(list(flags)), info).hashname
+    return jobs.describe("lottery", list(flags)).hashname
 
 
 def experiment(home: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from open_lth_concave import cli
+from open_lth_concave import cli, jobs
 from open_lth_concave.foundations.errors import UserError
 
 from conftest import one_error_line
@@ -27,7 +27,7 @@ def test_user_error_classes_share_the_base_and_exit_code():
     from open_lth_concave.foundations.registry import UnknownNameError
     from open_lth_concave.foundations.step import StepError
     from open_lth_concave.pruning.mask import MaskShapeError
-    for cls in (cli.UsageError, HparamError, UnknownNameError, StepError, DatasetMissingError, CorruptFileError,
+    for cls in (jobs.UsageError, HparamError, UnknownNameError, StepError, DatasetMissingError, CorruptFileError,
                 MaskShapeError, UnsafeArchiveError, UnsafePickleError, LockHeldError, MissingFileError):
         assert issubclass(cls, UserError) and cls.exit_code == 2, cls
     assert issubclass(MissingFileError, FileNotFoundError)  # older `except FileNotFoundError` still apply

@@ -56,7 +56,7 @@ class LotteryRunner:
     def main_dir(self, level: int) -> Path:
         return self.level_dir(level) / "main"
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
         """Strategy, data on the device and steps; done once (callers such as `compare` may set up first)."""
         if getattr(self, "_ready", False):
             return
@@ -99,7 +99,7 @@ class LotteryRunner:
 
     # ---- the run ----------------------------------------------------------------------------------
     def run(self) -> list[dict]:
-        self._setup()
+        self.setup()
         print(banner(f"Lottery Ticket Experiment (Replicate {self.replicate})", self.desc.display(),
                      self.replicate_dir, self.platform,
                      self.desc.training_hparams), flush=True)

@@ -80,7 +80,7 @@ def share_dense_level(runner) -> Optional[Path]:
     folder (waiting for a process that holds it, as `lottery` does). Returns the source folder, or None
     when level 0 is already finished here or no sibling has it."""
     if not hasattr(runner, "end_step"):
-        runner._setup()
+        runner.setup()
     lock = ExperimentLock(runner.replicate_dir).acquire(
         wait=getattr(runner, "wait_for_lock", True), on_wait=lambda message: print(message, flush=True))
     try:

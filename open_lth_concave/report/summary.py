@@ -8,6 +8,7 @@ and (where recorded) the mask-search and ticket-training times; the platform and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.report import names
@@ -165,37 +166,23 @@ def render_training(folder: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    from open_lth_concave.cli import OneLineParser
-    parser = OneLineParser(prog="open_lth summary", description=__doc__.splitlines()[0])
-    parser.add_argument("dir", help="A lottery_<hash> experiment folder or one of its replicate_<N> folders, a "
-                                    "train_<hash> folder, or a compare_<hash> folder.")
-    parser.add_argument("--figures", type=str, default=None, metavar="OUT",
-                        help="Also draw the run's learning curves, mask histograms (concave searches) and remaining "
-                             "weights per layer into the folder OUT (see report/figures.py).")
-    args = parser.parse_args(argv)
-    path = Path(args.dir)
+def summarize(path: Path, figures: Optional[str] = None) -> None:
+    """Prints what the folder `path` holds (a comparison, a dense training, or a lottery experiment or
+    replicate); `figures`: also draws the run's figures into that folder."""
     if not path.is_dir():
         raise HparamError(f"no lottery runs in {path}: not a folder")
     if (path / "comparison.md").is_file():
         print(render_comparison(path), end="")
-        return 0
+        return
     if path.name.startswith("train_") or (path.name.startswith("replicate_") and (path / "main").is_dir()
                                           and path.parent.name.startswith("train_")):
         print(render_training(path if path.name.startswith("train_") else path.parent), end="")
-        return 0
+        return
     exp = read_experiment(path)
     if not exp.replicates:
         raise HparamError(f"no lottery runs in {path}: no replicate has a level with sparsity_report.json")
     print(render(exp), end="")
-    if args.figures:
+    if figures:
         from open_lth_concave.report.figures import write_figures
-        written = write_figures([exp], [exp.strategy], Path(args.figures))
-        print(f"Figures written to {args.figures}: {', '.join(written) or 'none (nothing to draw)'}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-    from open_lth_concave.cli import main as cli_main
-    sys.exit(cli_main(["summary", *sys.argv[1:]]))
+        written = write_figures([exp], [exp.strategy], Path(figures))
+        print(f"Figures written to {figures}: {', '.join(written) or 'none (nothing to draw)'}")
