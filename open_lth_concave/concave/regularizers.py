@@ -89,7 +89,9 @@ class Log(Regularizer):
         return (m + self.hparams.epsilon).reciprocal_().mul_(1.0 / self._scale())
 
     def add_derivative_(self, grad: torch.Tensor, m: torch.Tensor, scale: float) -> None:
-        grad.add_((m + self.hparams.epsilon).reciprocal_(), alpha=scale / self._scale())
+        # two passes (m + eps, then grad += c * 1 / (m + eps)) instead of three with a reciprocal
+        grad.addcdiv_(torch.ones((), dtype=grad.dtype, device=grad.device), m + self.hparams.epsilon,
+                      value=scale / self._scale())
 
 
 @dataclass(kw_only=True)
