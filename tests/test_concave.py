@@ -16,7 +16,7 @@ from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import DatasetHparams, TrainingHparams
 from open_lth_concave.foundations.step import Step
-from open_lth_concave.lottery.experiment import make_data
+from open_lth_concave.training.experiment import make_data
 from open_lth_concave.models.lenet import LeNet
 from open_lth_concave.platform import Platform
 from open_lth_concave.pruning.mask import Mask, apply_mask

@@ -50,7 +50,7 @@ def test_soft_mask_gradients_on_cuda_match_cpu():
 def test_stacked_replicates_on_cuda(root):
     from open_lth_concave.foundations.hparams import DatasetHparams, ModelHparams, TrainingHparams
     from open_lth_concave.foundations.step import Step
-    from open_lth_concave.lottery.experiment import make_data, make_model
+    from open_lth_concave.training.experiment import make_data, make_model
     from open_lth_concave.platform import Platform
     from open_lth_concave.training.stacked import train_stacked
 

@@ -5,9 +5,10 @@ from typing import Optional
 
 import pytest
 
+from open_lth_concave.foundations.errors import UserError
 from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, Hparams, ModelHparams,
                                                   TrainingHparams, hp, replace)
-from open_lth_concave.lottery.desc import LotteryDesc, TrainingDesc, hash_of
+from open_lth_concave.foundations.desc import LotteryDesc, TrainingDesc, hash_of
 from open_lth_concave.pruning.sparse_global import SparseGlobalHparams
 
 import open_lth_concave.training.strategy  # noqa: F401  (training strategy registry)
@@ -75,7 +76,7 @@ def test_help_shows_required_default_and_optional_tags():
     ("lr", "0", "invalid --lr 0.0: must be > 0"), ("lr", "-1", "invalid --lr -1.0: must be > 0"), ("lr", "abc", "--lr"), ("lr", "nan", "--lr"),
     ("training_steps", "12", "malformed step"), ("training_steps", "", "malformed step"),
     ("optimizer_name", "rmsprop", "allowed: sgd, adam"), ("weight_decay", "-0.1", "invalid --weight_decay -0.1: must be >= 0"),
-    ("milestone_steps", "1ep,x", "malformed step"), ("training_strategy", "nope", "valid: "),
+    ("milestone_steps", "1ep,x", "malformed step"),
 ])
 def test_bad_training_values_name_the_value(field, value, needle):
     values = {"optimizer_name": "sgd", "lr": 0.1, "training_steps": "1ep", field: value}
@@ -83,6 +84,23 @@ def test_bad_training_values_name_the_value(field, value, needle):
         TrainingHparams.from_dict(values)
     assert needle in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("command", [["train"], ["lottery", "--levels=1"], ["lottery", "--levels=1", "--pretrain"]])
+def test_an_unknown_training_strategy_is_refused_with_the_registered_names(command):
+    """The hyperparameter classes stand on the ground floor and know no registry; the job resolves the name
+    once the plug-ins have loaded: one line naming the value and every registered training strategy."""
+    from open_lth_concave.jobs.build import describe
+    from open_lth_concave.plugins import load_core, load_plugins
+    load_core()
+    load_plugins()
+    flag = "--pretrain_training_strategy=nope" if "--pretrain" in command else "--training_strategy=nope"
+    with pytest.raises(UserError) as e:
+        describe(command[0], [*command[1:], "--default_hparams=digits_lenet_300_100", flag])
+    from open_lth_concave.training.strategy import registry
+    assert "standard" in registry.list()
+    assert str(e.value) == f"unknown training strategy 'nope'; valid: {', '.join(registry.list())}"
+    assert e.value.exit_code == 2
 
 
 @pytest.mark.parametrize("batch", [0, -3])

@@ -12,7 +12,7 @@ from open_lth_concave import cli
 from open_lth_concave.datasets import loader, registry
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import ModelHparams
-from open_lth_concave.lottery.experiment import make_model
+from open_lth_concave.training.experiment import make_model
 
 from test_datasets import cifar_batch, write_pickle
 

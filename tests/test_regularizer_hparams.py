@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from open_lth_concave import jobs
-from open_lth_concave.lottery.experiment import make_model
+from open_lth_concave.training.experiment import make_model
 from open_lth_concave.plugins import load_core
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.pruning.strategy import PruningContext

@@ -4,7 +4,7 @@ import torch
 
 from open_lth_concave.foundations.hparams import DatasetHparams, ModelHparams, TrainingHparams
 from open_lth_concave.foundations.step import Step
-from open_lth_concave.lottery.experiment import make_data, make_model
+from open_lth_concave.training.experiment import make_data, make_model
 from open_lth_concave.platform import Platform
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training import loop

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.foundations.registry import Registry
-from open_lth_concave.lottery.desc import hash_of
+from open_lth_concave.foundations.desc import hash_of
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 from open_lth_concave.branches.base import BranchContext, register_branch
 from open_lth_concave.foundations.hparams import DatasetHparams, HparamError, TrainingHparams
 from open_lth_concave.foundations.step import Step
-from open_lth_concave.lottery.experiment import make_data, make_model
+from open_lth_concave.training.experiment import make_data, make_model
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import layers_to_ignore
 from open_lth_concave.training import loop

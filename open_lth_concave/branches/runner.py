@@ -43,7 +43,7 @@ class BranchRunner:
                 for level in self.levels}
 
     def run(self) -> None:
-        from open_lth_concave.lottery.experiment import banner
+        from open_lth_concave.training.experiment import banner
         trunk = self.trunk
         for level in self.levels:
             if not (trunk.main_dir(level) / "mask.pth").exists():

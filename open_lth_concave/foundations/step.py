@@ -5,13 +5,9 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-from open_lth_concave.foundations.errors import UserError
+from open_lth_concave.foundations.errors import HparamError, StepError  # noqa: F401  (StepError: importers' name)
 
 _STEP = re.compile(r"^(?:(\d+)ep)?(?:(\d+)it)?$")
-
-
-class StepError(UserError, ValueError):
-    pass
 
 
 @total_ordering
@@ -29,7 +25,6 @@ class Step:
     @staticmethod
     def check_str(text: str, flag: str = "step") -> tuple[int, int]:
         """(epochs, iterations) of a step string, or a one-line error naming the value and the forms."""
-        from open_lth_concave.foundations.hparams import HparamError
         match = _STEP.match(text.strip()) if isinstance(text, str) else None
         if not match or not text.strip() or (match.group(1) is None and match.group(2) is None):
             raise HparamError(f"malformed step {text!r} for --{flag}: use <E>ep, <I>it or <E>ep<I>it (e.g. 160ep, 500it, 2ep100it)")

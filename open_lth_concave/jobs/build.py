@@ -35,6 +35,7 @@ def _lottery_pretraining(desc, args: argparse.Namespace, d: dict):
             raise HparamError("--rewinding_steps and --pretrain cannot be used together")
         pretrain_dataset = DatasetHparams.from_args(args, d.get("pretrain_dataset", d.get("dataset")), prefix="pretrain_")
         pretrain_training = TrainingHparams.from_args(args, d.get("pretrain_training", d.get("training")), prefix="pretrain_")
+        resolve_names(pretrain_training)
         if not Step.is_zero_str(pretrain_training.training_steps, flag="pretrain_training_steps"):
             return replace(desc, pretrain_dataset_hparams=pretrain_dataset, pretrain_training_hparams=pretrain_training)
         return desc   # zero pretraining steps = no pretraining (open_lth's rule: same experiment, same name)
@@ -43,13 +44,21 @@ def _lottery_pretraining(desc, args: argparse.Namespace, d: dict):
     return desc
 
 
+def resolve_names(training: TrainingHparams) -> None:
+    """The registered names a hyperparameter group holds, looked up once the plug-ins have loaded (the
+    hyperparameter classes on the ground floor know no registry): an unknown one fails with the valid names."""
+    from open_lth_concave.training.strategy import registry as training_strategies
+    training_strategies.get(training.training_strategy)
+
+
 def desc_from_args(command: str, args: argparse.Namespace, first: ParsedFirst):
     """The experiment the parsed flags describe: a TrainingDesc (`train`) or a LotteryDesc (lottery jobs)."""
-    from open_lth_concave.lottery.desc import LotteryDesc, TrainingDesc
+    from open_lth_concave.foundations.desc import LotteryDesc, TrainingDesc
     d = first.defaults
     dataset = DatasetHparams.from_args(args, d.get("dataset"))
     model = ModelHparams.from_args(args, d.get("model"))
     training = TrainingHparams.from_args(args, d.get("training"))
+    resolve_names(training)
     if command == "train":
         strategy_cls = first.training_strategy_cls
         strategy = strategy_cls.from_args(args, d.get("training_strategy")) if strategy_cls is not None else None
@@ -253,7 +262,7 @@ def _lottery_job(argv: list[str]) -> LotteryJob:
 
 def _branch_job(argv: list[str]) -> BranchJob:
     from open_lth_concave.branches.runner import BranchRunner
-    from open_lth_concave.lottery.desc import require_standard_training
+    from open_lth_concave.foundations.desc import require_standard_training
     from open_lth_concave.lottery.runner import LotteryRunner
     args, first, desc = _parse("lottery_branch", argv)
     branch = first.branch
@@ -263,6 +272,7 @@ def _branch_job(argv: list[str]) -> BranchJob:
         trunk_group = getattr(desc, source).to_dict()
         extra_groups[prefix] = cls.from_args(args, trunk_group, prefix=prefix.split("_")[0] + "_")
         if isinstance(extra_groups[prefix], TrainingHparams):
+            resolve_names(extra_groups[prefix])
             require_standard_training(extra_groups[prefix], prefix.split("_")[0] + "_", f"lottery_branch {branch.name}")
     if args.levels is None:
         raise HparamError("missing required flag --levels (trunk levels, e.g. 0,2-4)")

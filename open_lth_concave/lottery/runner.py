@@ -16,21 +16,21 @@ from typing import Optional
 from torch import nn
 
 from open_lth_concave.foundations import distributed, io, validate
+from open_lth_concave.foundations.desc import LotteryDesc
 from open_lth_concave.foundations.errors import MissingFileError, UserError
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.lock import ExperimentLock
+from open_lth_concave.foundations.record import record_or_check
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.lottery import level_files
-from open_lth_concave.lottery.desc import LotteryDesc
 from open_lth_concave.lottery.level_files import level_row  # noqa: F401 - readers import it from here
-from open_lth_concave.lottery.experiment import Data, banner, make_data, make_model
-from open_lth_concave.lottery.record import record_or_check
 from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import PruningContext
 from open_lth_concave.pruning.strategy import registry as pruning_registry
 from open_lth_concave.training import loop
+from open_lth_concave.training.experiment import Data, banner, make_data, make_model
 
 
 @dataclass
@@ -137,7 +137,7 @@ class LotteryRunner:
 
     def check_record(self, write: bool = True) -> None:
         """The experiment's hparams.json: written when it is created, and every later job under its name
-        must resolve to the same values (lottery/record.py); `write=False` only checks."""
+        must resolve to the same values (foundations/record.py); `write=False` only checks."""
         record_or_check(self.desc, self.replicate_dir.parent, write=write, warn=loop.warn)
 
     def _warn_if_platform_differs(self) -> None:

@@ -24,7 +24,7 @@ from typing import Optional
 
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.lock import ExperimentLock
-from open_lth_concave.lottery.record import read_record
+from open_lth_concave.foundations.record import read_record
 from open_lth_concave.training import loop
 
 SHARED_GROUPS = ("dataset_hparams", "model_hparams", "training_hparams",

@@ -15,7 +15,7 @@ from typing import Optional
 
 from open_lth_concave.foundations import io
 from open_lth_concave.foundations.hparams import HparamError
-from open_lth_concave.lottery.record import HPARAMS_FILE, read_record
+from open_lth_concave.foundations.record import HPARAMS_FILE, read_record
 from open_lth_concave.lottery.runner import level_row
 
 _REPLICATE = re.compile(r"replicate_(\d+)")

@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from open_lth_concave.foundations import io
+from open_lth_concave.foundations.desc import TrainingDesc
 from open_lth_concave.foundations.lock import ExperimentLock
+from open_lth_concave.foundations.record import record_or_check
 from open_lth_concave.foundations.step import Step
-from open_lth_concave.lottery.desc import TrainingDesc
-from open_lth_concave.lottery.experiment import banner, make_data, make_model
-from open_lth_concave.lottery.record import record_or_check
 from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training import loop
+from open_lth_concave.training.experiment import banner, make_data, make_model
 from open_lth_concave.training.strategy import registry as training_strategies
 
 
