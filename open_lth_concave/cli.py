@@ -88,14 +88,35 @@ def cmd_lottery_branch(argv: list[str]) -> int:
 LAZY_SUBCOMMANDS = {  # imported only when used, so a slow or broken extra never affects the others
     "compare": ("open_lth_concave.jobs.compare", "Run strategies side by side and write tables and plots."),
     "summary": ("open_lth_concave.jobs.summary", "Print what a run directory holds."),
-    "illustrate": ("open_lth_concave.illustrate", "The paper's Section IV example: l1/log masks on logistic regression."),
-    "upstream": ("open_lth_concave.upstream", "The concave strategies inside an open_lth checkout: patch it, or run it patched in memory."),
 }
+# A plug-in adds a subcommand through this entry-point group: `NAME = "package.module:main"`, with
+# `main(argv) -> exit code`; the module's `HELP = "..."` line is what `open_lth --help` lists, read from its
+# source, so the module is imported only when its subcommand runs. The bundled `illustrate` and `upstream`
+# are declared this way (pyproject.toml).
+SUBCOMMANDS_GROUP = "open_lth_concave.subcommands"
+
+
+def declared_help(module: str) -> str:
+    """A subcommand module's `HELP = "..."` string, read without importing the module ("" without one)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+    try:
+        source = Path(importlib.util.find_spec(module).origin).read_text()
+        tree = ast.parse(source)
+    except (ImportError, AttributeError, TypeError, ValueError, OSError, SyntaxError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HELP" for t in node.targets) \
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return node.value.value
+    return ""
 
 
 def _register_optional_subcommands() -> None:
     import importlib
     import importlib.util
+    from importlib import metadata
     for name, (module, help_text) in LAZY_SUBCOMMANDS.items():
         if name in SUBCOMMANDS or importlib.util.find_spec(module) is None:
             continue
@@ -103,13 +124,29 @@ def _register_optional_subcommands() -> None:
         def run(argv: list[str], module: str = module) -> int:
             return importlib.import_module(module).main(argv)
         SUBCOMMANDS[name] = (help_text, run)
+    for ep in sorted(metadata.entry_points(group=SUBCOMMANDS_GROUP), key=lambda e: (e.name, e.value)):
+        if ep.name in SUBCOMMANDS:
+            continue
+
+        def run_entry_point(argv: list[str], ep=ep) -> int:
+            try:
+                main = ep.load()
+            except ImportError as e:
+                raise UserError(f"subcommand {ep.name!r} = {ep.value!r} (entry-point group {SUBCOMMANDS_GROUP}) "
+                                f"failed to load: {type(e).__name__}: {e}") from e
+            return main(argv)
+        SUBCOMMANDS[ep.name] = (declared_help(ep.module), run_entry_point)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     from open_lth_concave.plugins import load_core, load_plugins
     argv = list(sys.argv[1:] if argv is None else argv)
     load_core()
-    load_plugins()
+    try:
+        load_plugins()
+    except UserError as e:   # an installed plug-in that fails to load (foundations/registry.PluginError)
+        print(f"open_lth: error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
     _register_optional_subcommands()
     if argv and argv[0] in ("--version", "-V"):
         from open_lth_concave import __version__

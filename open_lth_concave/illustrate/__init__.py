@@ -7,6 +7,8 @@ import sys
 from open_lth_concave.foundations.paths import results_root
 from open_lth_concave.illustrate.experiment import IllustrationError, run_illustration
 
+# what `open_lth --help` lists for this subcommand (read from this file, without importing it)
+HELP = "The paper's Section IV example: l1/log masks on logistic regression."
 __all__ = ["run_illustration", "main", "add_cli", "IllustrationError"]
 
 

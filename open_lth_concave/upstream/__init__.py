@@ -21,6 +21,8 @@ from typing import Optional
 
 from open_lth_concave.upstream import edits as E
 
+# what `open_lth --help` lists for this subcommand (read from this file, without importing it)
+HELP = "The concave strategies inside an open_lth checkout: patch it, or run it patched in memory."
 USAGE = ("open_lth upstream patch PATH [--check | --revert] [--only compat|hooks]\n"
          "       open_lth upstream run PATH -- <upstream open_lth arguments>")
 
