@@ -1,26 +1,26 @@
-"""Loading plug-ins: the bundled concave plug-in and any package's `open_lth_concave.plugins` entry points.
+"""Loading plug-ins: every installed package's `open_lth_concave.plugins` entry points.
 
-The core never imports a plug-in by itself; the command line calls `load_plugins()` once, and each
-plug-in registers its datasets, models, strategies or branches through the public registries.
+The core never imports a plug-in by itself, not even the bundled concave one: this package declares
+it in its own pyproject.toml (`[project.entry-points."open_lth_concave.plugins"] concave =
+"open_lth_concave.concave"`), exactly as an outside package declares itself. The command line calls
+`load_core()` and `load_plugins()` once; each plug-in registers its datasets, models, strategies or
+branches through the public registries (foundations/registry.py, which also loads the per-registry
+groups such as `open_lth_concave.models` on first use).
 """
 from __future__ import annotations
 
-import importlib
-from importlib import metadata
+from open_lth_concave.foundations.registry import PLUGINS_GROUP, load_entry_points
 
-BUNDLED = ("open_lth_concave.concave",)
-_loaded = False
+_loaded: list[str] | None = None
 
 
-def load_plugins() -> None:
+def load_plugins() -> list[str]:
+    """Import every `open_lth_concave.plugins` entry point once; returns their names (e.g. ['concave'])."""
     global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUNDLED:
-        importlib.import_module(module)
-    for ep in metadata.entry_points(group="open_lth_concave.plugins"):
-        ep.load()
+    if _loaded is None:
+        _loaded = []   # set first: a plug-in that calls load_plugins() while importing does not recurse
+        _loaded.extend(load_entry_points(PLUGINS_GROUP))
+    return list(_loaded)
 
 
 def load_core() -> None:

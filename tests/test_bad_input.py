@@ -212,6 +212,8 @@ def test_imp_warns_when_a_layer_dies_and_stops_when_nothing_is_left(capsys):
 
     from open_lth_concave.pruning.mask import Mask
     from open_lth_concave.pruning.sparse_global import SparseGlobal, SparseGlobalHparams
+    from open_lth_concave.foundations.hparams import TrainingHparams
+    from open_lth_concave.foundations.step import Step
     from open_lth_concave.pruning.strategy import PruningContext, PruningError
     model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False))
     with torch.no_grad():
@@ -221,7 +223,8 @@ def test_imp_warns_when_a_layer_dies_and_stops_when_nothing_is_left(capsys):
     strategy = SparseGlobal(SparseGlobalHparams(pruning_strategy="sparse_global", pruning_fraction=0.5))
 
     def ctx(level, current):
-        return PruningContext(level, current, Path("."), None, lambda: model, lambda: model, None, {})
+        return PruningContext(level, current, Path("."), None, lambda: model, lambda: model, None,
+                              TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="1ep"), Step(0, 1), Step(1, 1))
     new = strategy.prune(ctx(1, mask))
     assert not bool(new["0.weight"].any()) and int(new["1.weight"].sum()) == 15   # open_lth's rule: strictly above
     err = capsys.readouterr().err

@@ -24,7 +24,7 @@ from open_lth_concave.pruning.strategy import PruningContext, PruningError
 from open_lth_concave.pruning.strategy import registry as pruning_strategies
 from open_lth_concave.training import loop
 from open_lth_concave.training.metric_logger import MetricLogger
-from open_lth_concave.training.strategy import Standard
+from open_lth_concave.training.strategy import Standard, TrainResult
 from open_lth_concave.training.strategy import registry as training_strategies
 
 IGNORE = "fc.weight"
@@ -163,13 +163,13 @@ def fake_context(tmp_path: Path, level: int, mask: Mask, set_values=None, previo
         if set_values is not None:
             with torch.no_grad():
                 strategy.variable.copy_(strategy.layout.flatten(set_values(strategy)) * strategy.alive)
-        return model, strategy
+        return TrainResult(model, strategy)
 
     training = TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="1ep")
     ctx = PruningContext(level=level, current_mask=mask, artifacts_dir=tmp_path / f"level_{level}" / "pruning",
                          previous_artifacts_dir=previous, trained_model=lambda: pytest.fail("needs no trained model"),
                          rewind_model=lambda: small_model(0), train=train,
-                         extra={"training_hparams": training, "start_step": Step(0, 10), "end_step": Step(10, 10)})
+                         training_hparams=training, start_step=Step(0, 10), end_step=Step(10, 10))
     return ctx, seen
 
 

@@ -127,11 +127,7 @@ def test_a_level_that_removes_almost_nothing_warns_naming_the_knobs(tmp_path, ca
 def test_search_metrics_show_the_mask_optimizer_budget(tmp_path):
     model = small_model()
     ctx, _ = fake_context(tmp_path, 1, Mask.ones_like(model), None)
-    ctx.extra["training_hparams"] = PAPER_TRAINING
-
-    class Train:          # what the search reads from the data: iterations per epoch
-        iterations_per_epoch = 10
-    ctx.extra["data"] = type("Data", (), {"train": Train()})()
+    ctx.training_hparams = PAPER_TRAINING   # the fake context's steps 0..10 hold 10 iterations per epoch
     strategy_of("concave_log").prune(ctx)
     metrics = json.loads((ctx.artifacts_dir / "search_metrics.json").read_text())
     # fake context: steps 0..10 at lr 0.1 (the drop at 2ep is later), momentum 0.9

@@ -56,9 +56,8 @@ def mask_gradient(root, regularizer: str, *flags: str) -> tuple[torch.Tensor, to
     mask = Mask.ones_like(model)
     ctx = PruningContext(level=1, current_mask=mask, artifacts_dir=root / "pruning", previous_artifacts_dir=None,
                          trained_model=lambda: model, rewind_model=lambda: model, train=None,
-                         extra={"replicate": 1, "platform": runner.platform, "quiet": True, "data": runner.data,
-                                "start_step": runner.start_step, "end_step": runner.end_step,
-                                "training_hparams": runner.desc.training_hparams})
+                         training_hparams=runner.desc.training_hparams, start_step=runner.start_step,
+                         end_step=runner.end_step)
     strategy = runner.strategy.training_strategy(ctx, None)(model, mask)
     with torch.no_grad():   # mask values spread over (0, 1), where every penalty's derivative varies
         strategy.variable.copy_(torch.linspace(0.02, 0.98, strategy.variable.numel()))

@@ -39,7 +39,7 @@ class Branch:
         return f"lottery_branch_{self.name}_{hash_of([args] + [extra[k] for k in sorted(extra)])}"
 
 
-registry: Registry[Branch] = Registry("branch")
+registry: Registry[Branch] = Registry("branch", "branches")
 
 
 def register_branch(name: str, extra_groups: Optional[dict[str, tuple[type[Hparams], str]]] = None):

@@ -27,6 +27,10 @@ class Regularizer:
     hparams_cls: ClassVar[type[Hparams]] = NoHparams
     default_lambda: ClassVar[float] = 1e-6
     strictly_concave: ClassVar[bool] = True
+    # how plots and tables show `concave_<name>` ("Concave <display_name>"; None: the registered name)
+    display_name: ClassVar[str | None] = None
+    color: ClassVar[str | None] = None
+    marker: ClassVar[str] = "o"
 
     def __init__(self, hparams: Hparams | None = None):
         self.hparams = hparams if hparams is not None else self.hparams_cls()
@@ -49,11 +53,30 @@ class Regularizer:
 registry: Registry[type[Regularizer]] = Registry("regularizer")
 
 
+@dataclass(frozen=True)
+class MaskPenalty:
+    """The penalty lambda * sum_i r(m_i) of one search, resolved once: the registered regularizer's name,
+    its instance (with its own hyperparameters, e.g. epsilon) and lambda (given, else its default)."""
+    name: str
+    regularizer: Regularizer
+    lam: float
+
+    @classmethod
+    def resolve(cls, name: str, lam: float | None = None, values: dict | None = None) -> "MaskPenalty":
+        """`values`: any hyperparameters (e.g. a concave strategy's); the regularizer takes its own fields."""
+        import dataclasses
+        reg_cls = registry.get(name)
+        own = {f.name for f in dataclasses.fields(reg_cls.hparams_cls)}
+        regularizer = reg_cls(reg_cls.hparams_cls(**{k: v for k, v in (values or {}).items() if k in own}))
+        return cls(name, regularizer, float(reg_cls.default_lambda if lam is None else lam))
+
+
 @registry.register("l1")
 class L1(Regularizer):
     """r(m) = m: the convex limit case (the l1 norm restricted to [0,1])."""
     default_lambda = 3e-6
     strictly_concave = False
+    display_name, color, marker = "ℓ1", "#d62728", "s"
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
         return m
@@ -77,6 +100,7 @@ class Log(Regularizer):
     """r(m) = log((m+eps)/eps) / log((1+eps)/eps) (Candes, Wakin, Boyd)."""
     hparams_cls = LogHparams
     default_lambda = 1e-6
+    display_name, color, marker = "log", "#2ca02c", "^"
 
     def _scale(self) -> float:
         eps = self.hparams.epsilon
@@ -108,6 +132,7 @@ class Lq(Regularizer):
     """r(m) = m^q with 0 < q <= 1 (Foucart and Lai); linear on [0, 1e-8] so r(0)=0 with a finite slope."""
     hparams_cls = LqHparams
     default_lambda = 1e-6
+    display_name, color = "ℓq", "#9467bd"
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
         q = self.hparams.q
@@ -130,6 +155,7 @@ class Mcp(Regularizer):
     """Minimax concave penalty (Zhang 2010) on [0,1], scaled so r(1)=1: (m - m^2/(2g)) / (1 - 1/(2g))."""
     hparams_cls = McpHparams
     default_lambda = 1e-6
+    display_name, color = "MCP", "#8c564b"
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
         g = self.hparams.mcp_gamma

@@ -17,6 +17,8 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
+from open_lth_concave.concave.mask_hparams import (DEFAULT_THRESHOLD, MASK_OPTIMIZERS, SCALED_MASK_LR_FACTOR,
+                                                   MaskOptimizerHparams)
 from open_lth_concave.foundations import io, validate
 from open_lth_concave.foundations.hparams import HparamError, PruningHparams, TrainingHparams, hp
 from open_lth_concave.pruning.mask import Mask, apply_mask
@@ -26,15 +28,6 @@ from open_lth_concave.training.loop import warn
 from open_lth_concave.training.metric_logger import MetricLogger
 from open_lth_concave.training.optimizers import lr_factor_fn
 
-# Defaults chosen by measurement (README_concave.md). `paper`: the mask is one more parameter of the
-# run's own optimizer (its lr, momentum and weight decay), as the paper's open_lth code treats every
-# parameter. Weight decay and lambda then drive the masks that the loss does not hold into a block
-# near m0 * exp(-D) (D = decay x sum of the mask lr over the round / (1 - momentum)), and a small alpha
-# prunes them once a round is long enough (the paper's: D ~ 2.25). `scaled` is the setting this tool
-# used before: 100 x the training lr and no decay, which moves masks by relevance in short rounds.
-MASK_OPTIMIZERS = ("paper", "scaled")
-SCALED_MASK_LR_FACTOR = 100.0
-DEFAULT_THRESHOLD = {"paper": 0.05, "scaled": 0.4}   # alpha when --threshold is not given
 HISTOGRAM_BINS = 20
 RELAXED_MASK_FILE = "relaxed_mask.pth"
 METRICS_FILE = "search_metrics.json"
@@ -43,43 +36,21 @@ WARN_REMOVED = 0.05
 
 
 @dataclass(kw_only=True)
-class MaskSearchHparams(PruningHparams):
-    """Fields every mask search has (the concave strategies add lambda's default and the penalty's own)."""
-    regularization_lambda: float = hp(1e-6, "lambda of Eq. 2: weight of the mask penalty, >= 0.")
-    threshold: Optional[float] = hp(None, "alpha in (0,1): masks below it are pruned after the search (default: "
-                                    "0.05, a small alpha << 1 as in the paper; 0.4 with --mask_optimizer=scaled).")
-    initial_mask_value: float = hp(0.5, "Mask value of every surviving weight at level 1, in (0, 1].")
+class MaskSearchHparams(MaskOptimizerHparams, PruningHparams):
+    """Fields every mask search has: the mask's (`mask_hparams.MaskOptimizerHparams`) and the search's
+    (the concave strategies add lambda's default and the penalty's own)."""
+    regularization_lambda: float = hp(1e-6, "lambda of Eq. 2: weight of the mask penalty.", range=">= 0")
     mask_optimizer: str = hp("paper", "paper: the mask is a parameter of the run's own optimizer (its lr, momentum "
                              "and weight decay), as in the paper; scaled: 100 x the training lr and no weight decay "
                              "(moves masks in short runs). --mask_lr/--mask_momentum/--mask_weight_decay override it.",
                              choices=list(MASK_OPTIMIZERS))
-    mask_lr: Optional[float] = hp(None, "Mask learning rate, >= 0, following the training lr schedule "
-                                  "(default: the training lr; 100 x with --mask_optimizer=scaled).")
-    mask_momentum: Optional[float] = hp(None, "Mask SGD momentum, >= 0 (default: the training momentum).")
-    mask_weight_decay: Optional[float] = hp(None, "Mask weight decay, >= 0 (default: the training weight decay; "
-                                            "0 with --mask_optimizer=scaled).")
     pruning_mode: str = hp("threshold", "threshold: prune masks < alpha; target: adapt the penalty during the search "
                            "so that --pruning_fraction of the survivors fall below alpha, then prune masks < alpha; "
                            "fraction: prune exactly --pruning_fraction by mask value (hard ablation).",
                            choices=["threshold", "target", "fraction"])
     pruning_fraction: float = hp(0.2, "Share of surviving prunable weights removed per level in the target and "
-                                 "fraction modes, in (0, 1).")
+                                 "fraction modes.", range="(0, 1)")
     pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensors never masked or pruned (e.g. fc.weight).")
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.regularization_lambda >= 0:
-            raise HparamError(f"invalid --regularization_lambda {self.regularization_lambda}: must be >= 0")
-        if self.threshold is not None and not 0 < self.threshold < 1:
-            raise HparamError(f"invalid --threshold {self.threshold}: must be in (0, 1)")
-        if not 0 < self.initial_mask_value <= 1:
-            raise HparamError(f"invalid --initial_mask_value {self.initial_mask_value}: must be in (0, 1]")
-        for name in ("mask_lr", "mask_momentum", "mask_weight_decay"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise HparamError(f"invalid --{name} {value}: must be >= 0")
-        if not 0 < self.pruning_fraction < 1:
-            raise HparamError(f"invalid --pruning_fraction {self.pruning_fraction}: must be in (0, 1)")
 
     def flags_without_effect(self) -> dict[str, str]:
         """Fields that do nothing under the chosen mode, with why (the command line refuses them when given)."""
@@ -131,6 +102,11 @@ class MaskSearch(PruningStrategy):
     needs_trained_model: ClassVar[bool] = False
     carry_file: ClassVar[str] = RELAXED_MASK_FILE    # what the next level starts from
 
+    @classmethod
+    def line_style_of(cls, pruning_hparams: dict[str, Any]) -> str:
+        """Dashed for the hard ablation (a fixed fraction per level), as the paper draws it (Fig. 8)."""
+        return "--" if pruning_hparams.get("pruning_mode") == "fraction" else cls.line_style
+
     # ---- for subclasses ---------------------------------------------------------------------------
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]
                           ) -> Callable[..., FlatMaskStrategy]:
@@ -146,7 +122,7 @@ class MaskSearch(PruningStrategy):
 
     def mask_optimizer(self, ctx: PruningContext) -> MaskOptimizer:
         """The mask's lr / momentum / weight decay for this run (--mask_optimizer and explicit overrides)."""
-        return MaskOptimizer.resolve(self.hparams, ctx.extra.get("training_hparams"))
+        return MaskOptimizer.resolve(self.hparams, ctx.training_hparams)
 
     # ---- the level --------------------------------------------------------------------------------
     def prune(self, ctx: PruningContext) -> Mask:
@@ -158,16 +134,9 @@ class MaskSearch(PruningStrategy):
                               f"prunable tensors: {', '.join(ctx.current_mask)}")
         model = ctx.rewind_model()
         apply_mask(model, ctx.current_mask)
-        made: list[FlatMaskStrategy] = []
-        factory = self.training_strategy(ctx, self._start_values(ctx))
-
-        def make_strategy(model_: torch.nn.Module, mask_: Mask) -> FlatMaskStrategy:
-            made.append(factory(model_, mask_))
-            return made[-1]
-
         search_dir = Path(ctx.artifacts_dir) / "search"
-        ctx.train(model, ctx.current_mask, search_dir, make_strategy=make_strategy)
-        strategy = made[-1]
+        strategy: FlatMaskStrategy = ctx.train(model, ctx.current_mask, search_dir, make_strategy=self.training_strategy(
+            ctx, self._start_values(ctx))).strategy
         relaxed = strategy.relaxed_mask()
         new_mask = self._prune_relaxed(relaxed, ctx.current_mask, ignore)
         self._check_no_dead_layer(new_mask, ignore, ctx.level)
@@ -187,7 +156,7 @@ class MaskSearch(PruningStrategy):
         """What the mask's optimizer could do over this search (D, the penalty's travel), and where the
         surviving masks ended relative to the decay block m_start * exp(-D) and to alpha."""
         h = self.hparams
-        training, data = ctx.extra.get("training_hparams"), ctx.extra.get("data")
+        training = ctx.training_hparams
         out: dict[str, Any] = {}
         surviving = torch.cat([relaxed[n][before[n] == 1].flatten().float() for n in relaxed]) \
             if relaxed else torch.zeros(0)
@@ -204,11 +173,8 @@ class MaskSearch(PruningStrategy):
             out["shrinkage_scale_final"] = target.scale
             # the masks' own share below alpha; above the target, only the lowest target share was pruned
             out["target_capped"] = out["share_below_threshold"] > target.fraction
-        if training is None or data is None or "start_step" not in ctx.extra:
-            return out
         opt = self.mask_optimizer(ctx)
-        budget = decay_budget(training, data.train.iterations_per_epoch, ctx.extra["start_step"].iteration,
-                              ctx.extra["end_step"].iteration, opt)
+        budget = decay_budget(training, ctx.iterations_per_epoch, ctx.start_step.iteration, ctx.end_step.iteration, opt)
         out["mask_optimizer"] = {"name": h.mask_optimizer, "lr": opt.lr if opt.lr is not None else training.lr,
                                  "momentum": opt.momentum, "weight_decay": opt.weight_decay}
         out.update(budget)

@@ -37,24 +37,21 @@ class SigmoidMaskHparams(MaskSearchHparams):
     _group_name: ClassVar[str] = "Pruning Hyperparameters (sigmoid_mask)"
     _description: ClassVar[str] = ("Ablation: continuous sparsification, mask sigmoid(beta s)/sigmoid(s0) with a rising "
                                    "temperature beta, instead of a concave penalty.")
-    regularization_lambda: float = hp(1e-8, "lambda: weight of the penalty on the sum of masks, >= 0.")
-    threshold: Optional[float] = hp(0.5, "alpha in (0,1): weights with sigmoid(beta_final s) below it are pruned "
-                          "(0.5: keep s >= 0, continuous sparsification's rule).")
-    initial_mask_value: float = hp(0.5, "sigmoid(s0): s starts at s0 = logit(value) (0.5: s0 = 0); the mask "
-                                   "sigmoid(beta s)/sigmoid(s0) starts at 1.")
-    mask_weight_decay: Optional[float] = hp(0.0, "Weight decay of the scores s, >= 0 (continuous sparsification: 0).")
-    beta_final: float = hp(200.0, "beta at the last epoch of the search; beta(t) = beta_final^(t/(T-1)), >= 1.")
+    regularization_lambda: float = hp(1e-8, "lambda: weight of the penalty on the sum of masks.", range=">= 0")
+    threshold: Optional[float] = hp(0.5, "alpha: weights with sigmoid(beta_final s) below it are pruned "
+                          "(0.5: keep s >= 0, continuous sparsification's rule).", range="(0, 1)")
+    initial_mask_value: float = hp(0.5, "sigmoid(s0): s starts at s0 = logit(value) (0.5: s0 = 0; its logit must "
+                                   "be finite); the mask sigmoid(beta s)/sigmoid(s0) starts at 1.", range="(0, 1)")
+    mask_weight_decay: Optional[float] = hp(0.0, "Weight decay of the scores s (continuous sparsification: 0).",
+                                            range=">= 0")
+    beta_final: float = hp(200.0, "beta at the last epoch of the search; beta(t) = beta_final^(t/(T-1)).",
+                           range=">= 1")
 
     def validate(self) -> None:
         super().validate()
-        if not self.initial_mask_value < 1:
-            raise HparamError(f"invalid --initial_mask_value {self.initial_mask_value}: must be in (0, 1) "
-                              "for sigmoid_mask (its logit must be finite)")
         if self.pruning_mode == "target":
             raise HparamError("invalid --pruning_mode target for sigmoid_mask: allowed: threshold, fraction "
                               "(target is for the concave_<regularizer> strategies)")
-        if not self.beta_final >= 1:
-            raise HparamError(f"invalid --beta_final {self.beta_final}: must be >= 1")
 
 
 @training_strategies.register("sigmoid_mask")
@@ -123,13 +120,14 @@ class SigmoidMaskSearch(MaskSearch):
     hparams_cls = SigmoidMaskHparams
     description = "Ablation: sigmoid-reparameterized masks with a rising temperature, pruned below alpha."
     carry_file = "mask_scores.pth"
+    display_name, color, marker = "Sigmoid mask", "#ff7f0e", "D"
 
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:
         opt = self.mask_optimizer(ctx)
         hparams = dataclasses.replace(self.hparams, mask_lr=opt.lr, mask_momentum=opt.momentum,
                                       mask_weight_decay=opt.weight_decay)
         return functools.partial(SigmoidMask, hparams=hparams, initial_scores=start,
-                                 start_epoch=ctx.extra["start_step"].ep, total_epochs=ctx.extra["end_step"].ep)
+                                 start_epoch=ctx.start_step.ep, total_epochs=ctx.end_step.ep)
 
     def carried_values(self, strategy: FlatMaskStrategy, relaxed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         after = strategy.reset_scores()

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
-from open_lth_concave.concave.regularizers import Regularizer
-from open_lth_concave.concave.regularizers import registry as regularizers
+from open_lth_concave.concave.mask_hparams import DEFAULT_THRESHOLD, MaskOptimizerHparams, with_default
+from open_lth_concave.concave.regularizers import MaskPenalty, Regularizer
 from open_lth_concave.concave.settle import SettleStop
 from open_lth_concave.concave.target import SparsityTarget
 from open_lth_concave.foundations.hparams import Hparams, hp
@@ -27,19 +27,24 @@ from open_lth_concave.training.strategy import registry as training_strategies
 
 
 @dataclass(kw_only=True)
-class SoftMaskHparams(Hparams):
-    """What the soft-mask search needs; filled from a concave pruning strategy's hyperparameters."""
+class SoftMaskHparams(MaskOptimizerHparams):
+    """What the soft-mask search needs; filled from a concave pruning strategy's hyperparameters (resolved:
+    the mask fields are the mixin's, with the two derived defaults declared as the values they resolve to)."""
     _group_name: ClassVar[str] = "Soft Mask Hyperparameters"
 
     regularizer: str = hp("log", "The concave penalty r (a registered regularizer).")
     regularization_lambda: Optional[float] = hp(None, "lambda of Eq. 2 (default: the regularizer's own).")
-    initial_mask_value: float = hp(0.5, "Mask value of every surviving weight when no mask is carried over.")
-    threshold: float = hp(0.05, "alpha: only used here for the logged fraction of masks >= alpha.")
-    mask_lr: Optional[float] = hp(None, "Mask learning rate (default: the training lr).")
-    mask_momentum: Optional[float] = hp(None, "Mask SGD momentum (default: the training momentum).")
-    mask_weight_decay: float = hp(0.0, "Mask weight decay (0 = exactly Eq. 2; the concave strategies pass the "
-                                  "training weight decay by default, as the paper's optimizer does).")
+    threshold: float = with_default("threshold", DEFAULT_THRESHOLD["paper"],
+                                    "alpha: only used here for the logged fraction of masks >= alpha.")
+    mask_lr: Optional[float] = with_default("mask_lr", None, "Mask learning rate (default: the training lr).")
+    mask_weight_decay: float = with_default("mask_weight_decay", 0.0, "Mask weight decay (0 = exactly Eq. 2; the "
+                                            "concave strategies pass the training weight decay by default, as the "
+                                            "paper's optimizer does).")
     pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensors that keep plain weights.")
+
+    def mask_penalty(self) -> MaskPenalty:
+        """The penalty these fields name (the regularizer with its default hyperparameters)."""
+        return MaskPenalty.resolve(self.regularizer, self.regularization_lambda)
 
 
 @training_strategies.register("soft_mask")
@@ -48,14 +53,21 @@ class SoftMask(FlatMaskStrategy):
     hparams_cls = SoftMaskHparams
 
     def __init__(self, model: nn.Module, mask: Mask, hparams: Optional[Hparams] = None, *,
-                 regularizer: Optional[Regularizer] = None,
+                 mask_penalty: Optional[MaskPenalty] = None,
                  initial_mask: Optional[dict[str, torch.Tensor]] = None,
                  target: Optional[SparsityTarget] = None, settle: Optional[SettleStop] = None):
         super().__init__(model, mask, hparams, initial_variable=initial_mask)
         h = self.hparams
-        self.regularizer = regularizer if regularizer is not None else regularizers.get(h.regularizer)()
-        self.lam = (h.regularization_lambda if h.regularization_lambda is not None
-                    else self.regularizer.default_lambda)
+        # one resolved penalty: given by a search (`concave_<regularizer>`, with the regularizer's own
+        # hyperparameters), else the one the hparams name; the hparams must then name the same one
+        named = h.mask_penalty()
+        penalty = mask_penalty if mask_penalty is not None else named
+        if (penalty.name, penalty.lam) != (named.name, named.lam):
+            raise ValueError(f"soft_mask hparams name the penalty {named.name} (lambda {named.lam}) but were given "
+                             f"{penalty.name} (lambda {penalty.lam})")
+        self.mask_penalty = penalty
+        self.regularizer: Regularizer = penalty.regularizer
+        self.lam = penalty.lam
         # With a sparsity target the mask's weight decay is applied here (scaled with the penalty)
         # instead of by the optimizer; for SGD and Adam that is the same update (decay joins the gradient).
         self.target = target

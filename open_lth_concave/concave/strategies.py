@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import torch
 
-from open_lth_concave.concave.regularizers import Regularizer
+from open_lth_concave.concave.regularizers import MaskPenalty, Regularizer
 from open_lth_concave.concave.regularizers import registry as regularizers
 from open_lth_concave.concave.search import MaskSearch, MaskSearchHparams
 from open_lth_concave.concave.settle import EarlyStopHparams
@@ -35,14 +35,13 @@ class ConcaveSearch(MaskSearch):
     regularizer_name: str = ""
     regularizer_cls: type[Regularizer] = Regularizer
 
-    def regularizer(self) -> Regularizer:
-        own = {f.name for f in dataclasses.fields(self.regularizer_cls.hparams_cls)}
-        return self.regularizer_cls(self.regularizer_cls.hparams_cls(
-            **{k: v for k, v in self.hparams.to_dict().items() if k in own}))
+    def mask_penalty(self) -> MaskPenalty:
+        """lambda x r with the regularizer's own hyperparameters taken from this strategy's (e.g. epsilon)."""
+        return MaskPenalty.resolve(self.regularizer_name, self.hparams.regularization_lambda, self.hparams.to_dict())
 
-    def soft_mask_hparams(self, ctx: PruningContext) -> SoftMaskHparams:
+    def soft_mask_hparams(self, ctx: PruningContext, penalty: MaskPenalty) -> SoftMaskHparams:
         h, opt = self.hparams, self.mask_optimizer(ctx)
-        return SoftMaskHparams(regularizer=self.regularizer_name, regularization_lambda=h.regularization_lambda,
+        return SoftMaskHparams(regularizer=penalty.name, regularization_lambda=penalty.lam,
                                initial_mask_value=h.initial_mask_value, threshold=h.alpha, mask_lr=opt.lr,
                                mask_momentum=opt.momentum, mask_weight_decay=opt.weight_decay,
                                pruning_layers_to_ignore=h.pruning_layers_to_ignore)
@@ -50,12 +49,12 @@ class ConcaveSearch(MaskSearch):
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:
         h = self.hparams
         target = None
-        start_iteration = ctx.extra["start_step"].iteration
-        steps = ctx.extra["end_step"].iteration - start_iteration
+        steps = ctx.end_step.iteration - ctx.start_step.iteration
         if h.pruning_mode == "target":
             target = SparsityTarget(fraction=h.pruning_fraction, threshold=h.alpha, total_steps=steps)
-        settle = h.settle_stop(h.pruning_mode, h.alpha, h.pruning_fraction, ctx.extra["start_step"], steps)
-        return functools.partial(SoftMask, hparams=self.soft_mask_hparams(ctx), regularizer=self.regularizer(),
+        settle = h.settle_stop(h.pruning_mode, h.alpha, h.pruning_fraction, ctx.start_step, steps)
+        penalty = self.mask_penalty()
+        return functools.partial(SoftMask, hparams=self.soft_mask_hparams(ctx, penalty), mask_penalty=penalty,
                                  initial_mask=start, target=target, settle=settle)
 
     def extra_metrics(self, strategy) -> dict:
@@ -80,7 +79,7 @@ def concave_strategy(regularizer_name: str) -> type[ConcaveSearch]:
     hparams_cls = dataclasses.make_dataclass(
         f"Concave{regularizer_name.title().replace('_', '')}Hparams",
         [("regularization_lambda", float,
-          hp(reg_cls.default_lambda, f"lambda of Eq. 2: weight of the {regularizer_name} mask penalty, >= 0."))],
+          hp(reg_cls.default_lambda, f"lambda of Eq. 2: weight of the {regularizer_name} mask penalty.", range=">= 0"))],
         bases=(reg_cls.hparams_cls, EarlyStopHparams, MaskSearchHparams), kw_only=True,
         namespace={"_group_name": f"Pruning Hyperparameters ({name})",
                    "_description": f"Soft-mask search with the {regularizer_name} penalty: "
@@ -88,6 +87,8 @@ def concave_strategy(regularizer_name: str) -> type[ConcaveSearch]:
     return type(f"Concave{regularizer_name.title().replace('_', '')}", (ConcaveSearch,), {
         "hparams_cls": hparams_cls, "regularizer_name": regularizer_name, "regularizer_cls": reg_cls,
         "description": f"Soft masks with the concave {regularizer_name} penalty, pruned below alpha (Algorithm 1).",
+        "display_name": f"Concave {reg_cls.display_name or regularizer_name}", "color": reg_cls.color,
+        "marker": reg_cls.marker,
     })
 
 

@@ -30,6 +30,7 @@ from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import PruningContext
 from open_lth_concave.pruning.strategy import registry as pruning_registry
 from open_lth_concave.training import loop
+from open_lth_concave.training.strategy import TrainResult
 from open_lth_concave.training.experiment import Data, banner, make_data, make_model
 
 
@@ -202,12 +203,12 @@ class LotteryRunner:
         return model
 
     def train_from_rewind(self, model: nn.Module, mask: Mask, output_dir: Path, make_strategy=None,
-                          label: str = "train") -> tuple[nn.Module, object]:
+                          label: str = "train") -> TrainResult:
         job = loop.TrainJob(output_dir, model, mask, self.data.train, self.data.test, self.desc.training_hparams,
                             self.start_step, self.end_step, self.platform,
                             make_strategy=make_strategy or loop.Standard, quiet=self.quiet,
                             evaluate_only_at_end=self.evaluate_only_at_end, label=label)
-        return loop.train(job)
+        return TrainResult(*loop.train(job))
 
     def _mask_shapes(self) -> dict:
         if not hasattr(self, "_shapes"):
@@ -303,9 +304,8 @@ class LotteryRunner:
                 trained_model=lambda: self.trained_model(level - 1), rewind_model=self.rewind_model,
                 train=lambda model, mask, output_dir, make_strategy=None, label=f"level {level} search":
                     self.train_from_rewind(model, mask, output_dir, make_strategy, label),
-                extra={"replicate": self.replicate, "platform": self.platform, "quiet": self.quiet,
-                       "data": self.data, "start_step": self.start_step, "end_step": self.end_step,
-                       "training_hparams": self.desc.training_hparams})
+                training_hparams=self.desc.training_hparams, start_step=self.start_step, end_step=self.end_step,
+                replicate=self.replicate)
             began = time.time()
             mask = self.strategy.prune(ctx)
             seconds = time.time() - began

@@ -76,6 +76,7 @@ def prune_exact_count(scores: dict[str, torch.Tensor], mask: Mask, count: int, i
 class SparseGlobal(PruningStrategy):
     hparams_cls = SparseGlobalHparams
     description = "Global magnitude pruning (IMP): drop the smallest surviving weights."
+    display_name, color, marker = "IMP", "#1f77b4", "o"
 
     def prune(self, ctx: PruningContext) -> Mask:
         ignore = layers_to_ignore(self.hparams.pruning_layers_to_ignore)

@@ -1,12 +1,12 @@
-"""Human names for plots and tables (the paper's: ResNet-20, CIFAR-10, IMP, ...); unknown names pass through."""
+"""Human names for plots and tables (the paper's: ResNet-20, CIFAR-10, IMP, ...); unknown names pass through.
+A pruning strategy's name, colour, marker and line style are its registered class's own attributes."""
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tiny_imagenet": "Tiny ImageNet",
             "mnist": "MNIST", "digits": "Digits (8×8)"}
-STRATEGIES = {"sparse_global": "IMP", "concave_l1": "Concave ℓ1", "concave_log": "Concave log",
-              "concave_lq": "Concave ℓq", "concave_mcp": "Concave MCP", "sigmoid_mask": "Sigmoid mask"}
 
 
 def dataset_name(name: str) -> str:
@@ -28,10 +28,22 @@ def model_name(name: str) -> str:
     return name
 
 
+def strategy_class(name: str) -> Optional[type]:
+    """The registered pruning strategy class of `name`; None for a strategy this installation lacks
+    (e.g. a run made with a plug-in that is not installed here)."""
+    from open_lth_concave.foundations.registry import UnknownNameError
+    from open_lth_concave.pruning.strategy import registry
+    try:
+        return registry.get(name)
+    except UnknownNameError:
+        return None
+
+
 def strategy_name(label: str) -> str:
-    """`concave_l1 (pruning_mode=fraction)` -> `Concave ℓ1 (pruning_mode=fraction)`."""
+    """`concave_l1 (pruning_mode=fraction)` -> `Concave ℓ1 (pruning_mode=fraction)` (the class's `display_name`)."""
     base, _, rest = label.partition(" ")
-    pretty = STRATEGIES.get(base, base)
+    cls = strategy_class(base)
+    pretty = getattr(cls, "display_name", None) or base
     return f"{pretty} {rest}".strip()
 
 

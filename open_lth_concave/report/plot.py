@@ -9,23 +9,22 @@ from pathlib import Path
 from open_lth_concave.foundations.io import save_bytes
 from open_lth_concave.report import names
 
-COLORS = {"sparse_global": "#1f77b4", "concave_l1": "#d62728", "concave_log": "#2ca02c", "concave_lq": "#9467bd",
-          "concave_mcp": "#8c564b", "sigmoid_mask": "#ff7f0e"}
-EXTRA_COLORS = ["#17becf", "#e377c2", "#bcbd22", "#7f7f7f"]
-MARKERS = {"sparse_global": "o", "concave_l1": "s", "concave_log": "^", "sigmoid_mask": "D"}
+# colours for entries whose strategy has none of its own, or whose own colour is taken (matplotlib's tab10)
+PALETTE = ["#17becf", "#e377c2", "#bcbd22", "#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e"]
 
 
 def _style(stats, used: set) -> dict:
-    """The strategy's own color; the paper's dashed line for the hard (fixed-fraction) variant; a fresh
-    color when the same strategy appears twice otherwise (e.g. two pruning fractions)."""
-    strategy = stats.experiment.strategy
-    hard = (stats.experiment.hparams.get("pruning_hparams") or {}).get("pruning_mode") == "fraction"
-    linestyle = "--" if hard else "-"
-    candidates = [COLORS[strategy]] if strategy in COLORS else []
-    candidates += [c for c in EXTRA_COLORS + list(COLORS.values()) if c not in candidates]
+    """The strategy class's own colour, marker and line style (`PruningStrategy.color`, `.marker`,
+    `.line_style_of(its recorded pruning hyperparameters)`, e.g. dashed for a hard variant); a fresh
+    colour when the same strategy appears twice with the same line style (e.g. two pruning fractions)."""
+    from open_lth_concave.pruning.strategy import PruningStrategy
+    cls = names.strategy_class(stats.experiment.strategy) or PruningStrategy
+    linestyle = cls.line_style_of(dict(stats.experiment.hparams.get("pruning_hparams") or {}))
+    candidates = [cls.color] if cls.color else []
+    candidates += [c for c in PALETTE if c not in candidates]
     color = next((c for c in candidates if (c, linestyle) not in used), candidates[0])
     used.add((color, linestyle))
-    return {"color": color, "linestyle": linestyle, "marker": MARKERS.get(strategy, "o")}
+    return {"color": color, "linestyle": linestyle, "marker": cls.marker}
 
 
 SYMBOLS = {"threshold": "α", "regularization_lambda": "λ", "epsilon": "ε", "mask_lr": "mask lr",
@@ -36,11 +35,10 @@ SYMBOLS = {"threshold": "α", "regularization_lambda": "λ", "epsilon": "ε", "m
 def _pruning_defaults(strategy: str) -> tuple[dict, object]:
     """The strategy's own defaults (its hyperparameter dataclass) and a builder of its hyperparameters."""
     from dataclasses import MISSING, fields
-    from open_lth_concave.pruning.strategy import registry
-    try:
-        cls = registry.get(strategy).hparams_cls
-    except Exception:   # noqa: BLE001 - a strategy this installation does not know: no defaults
+    strategy_cls = names.strategy_class(strategy)
+    if strategy_cls is None:   # a strategy this installation does not know: no defaults
         return {}, None
+    cls = strategy_cls.hparams_cls
     return {f.name: f.default for f in fields(cls) if f.default is not MISSING}, cls
 
 

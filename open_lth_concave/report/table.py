@@ -90,12 +90,8 @@ def labels_for(experiments: list[Experiment]) -> list[str]:
 
 
 def _needs_trained_model(strategy: str) -> bool:
-    from open_lth_concave.foundations.registry import UnknownNameError
-    from open_lth_concave.pruning.strategy import registry
-    try:
-        return bool(registry.get(strategy).needs_trained_model)
-    except UnknownNameError:
-        return True
+    cls = names.strategy_class(strategy)
+    return True if cls is None else bool(cls.needs_trained_model)
 
 
 def _find_and_train(rows: list[dict], needs_trained: bool) -> tuple[Optional[float], Optional[float]]:

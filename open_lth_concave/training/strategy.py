@@ -8,7 +8,7 @@ relaxed mask with a penalty, through this same registry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -70,7 +70,14 @@ class TrainingStrategy:
         pass
 
 
-registry: Registry[type[TrainingStrategy]] = Registry("training strategy")
+class TrainResult(NamedTuple):
+    """What a training run gives back: the trained model and the training strategy it trained with
+    (e.g. a soft-mask search's relaxed mask lives in its strategy). `PruningContext.train` returns it."""
+    model: nn.Module
+    strategy: TrainingStrategy
+
+
+registry: Registry[type[TrainingStrategy]] = Registry("training strategy", "training strategies")
 
 
 @registry.register("standard")

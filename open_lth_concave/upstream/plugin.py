@@ -25,7 +25,6 @@ import dataclasses
 import functools
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Optional
 
 UPSTREAM_TYPES = (bool, str, float, int)
@@ -146,16 +145,14 @@ def search_level(our_cls: type, h: Any, current_mask: Any, lottery: Any, level: 
         previous_artifacts_dir=level_dir(level - 1) / "pruning" if level > 1 else None,
         trained_model=lambda: load(level - 1, end), rewind_model=lambda: load(0, start),
         train=functools.partial(train_search, lottery, level, h.pruning_strategy),
-        extra={"replicate": replicate, "quiet": not lottery.verbose,
-               "data": SimpleNamespace(train=SimpleNamespace(iterations_per_epoch=ipe)),
-               "start_step": our_start, "end_step": our_end,
-               "training_hparams": our_training_hparams(desc.training_hparams)})
+        training_hparams=our_training_hparams(desc.training_hparams), start_step=our_start, end_step=our_end,
+        replicate=replicate)
     new_mask = our_cls(to_ours(h, our_cls)).prune(ctx)
     return UpMask({k: new_mask[k].detach().float().cpu() for k in current_mask})
 
 
 def train_search(lottery: Any, level: int, strategy_name: str, model: Any, mask: Any, output_dir: Path,
-                 make_strategy: Any = None, label: Optional[str] = None) -> tuple[Any, Any]:
+                 make_strategy: Any = None, label: Optional[str] = None) -> Any:
     """Train `model` with the training strategy `make_strategy` makes, from the rewind step to the end
     step, with upstream's loop, loaders, callbacks and checkpoints (resumable); a finished search is
     loaded back, not run again."""
@@ -166,6 +163,7 @@ def train_search(lottery: Any, level: int, strategy_name: str, model: Any, mask:
     from training import train as up_train
 
     from open_lth_concave.foundations import io
+    from open_lth_concave.training.strategy import TrainResult
     platform = get_platform()
     model.to(platform.torch_device)
     strategy = make_strategy(model, mask)
@@ -176,7 +174,7 @@ def train_search(lottery: Any, level: int, strategy_name: str, model: Any, mask:
     end_file = up_paths.model(str(output_dir), end)
     if platform.exists(end_file):
         searched.load_state_dict(platform.load_model(end_file, map_location="cpu"))
-        return model, strategy
+        return TrainResult(model, strategy)
     if lottery.verbose and platform.is_primary_process:
         print("-" * 82 + f"\nPruning Level {level}: {strategy_name} mask search\n" + "-" * 82, flush=True)
     train_loader = up_datasets.get(desc.dataset_hparams, train=True)
@@ -187,7 +185,7 @@ def train_search(lottery: Any, level: int, strategy_name: str, model: Any, mask:
     began = time.time()
     up_train.train(desc.training_hparams, searched, train_loader, str(output_dir), callbacks, start_step=start)
     io.save_json({"seconds": time.time() - began}, output_dir / "timing.json")
-    return model, strategy
+    return TrainResult(model, strategy)
 
 
 def _plain(value: Any) -> Any:
