@@ -77,7 +77,7 @@ def cifar_defaults(name: str, layers_to_ignore: str | None) -> dict[str, dict[st
     }
 
 
-@registry.register_pattern(r"cifar_resnet_(\d+)(?:_(\d+))?", "cifar_resnet_<D>[_<W>]")
+@registry.register_pattern(r"cifar_resnet_(\d+)(?:_(\d+))?", "cifar_resnet_<D>[_<W>]", example="cifar_resnet_8_4")
 def cifar_resnet(match: re.Match) -> ModelSpec:
     depth = int(match.group(1))
     width = int(match.group(2)) if match.group(2) is not None else 16

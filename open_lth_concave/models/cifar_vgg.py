@@ -51,7 +51,7 @@ class CifarVGG(Model):
         return ["fc.weight", "fc.bias"]
 
 
-@registry.register_pattern(r"cifar_vgg_(\d+)", "cifar_vgg_<11|13|16|19>")
+@registry.register_pattern(r"cifar_vgg_(\d+)", "cifar_vgg_<11|13|16|19>", example="cifar_vgg_11")
 def cifar_vgg(match: re.Match) -> ModelSpec:
     depth = int(match.group(1))
     if depth not in GROUP_SIZES:

@@ -55,7 +55,7 @@ def _model_defaults(name: str) -> dict[str, Any]:
 _PRUNING = {"pruning_strategy": "sparse_global", "pruning_fraction": 0.2, "pruning_layers_to_ignore": "fc.weight"}
 
 
-@registry.register_pattern(r"mnist_lenet(?:_(.*))?", "mnist_lenet_<w1>_<w2>...")
+@registry.register_pattern(r"mnist_lenet(?:_(.*))?", "mnist_lenet_<w1>_<w2>...", example="mnist_lenet_16_8")
 def mnist_lenet(match: re.Match) -> ModelSpec:
     widths = parse_widths(match.group(1))
     name = match.group(0)
@@ -67,7 +67,7 @@ def mnist_lenet(match: re.Match) -> ModelSpec:
     })
 
 
-@registry.register_pattern(r"digits_lenet(?:_(.*))?", "digits_lenet_<w1>_<w2>...")
+@registry.register_pattern(r"digits_lenet(?:_(.*))?", "digits_lenet_<w1>_<w2>...", example="digits_lenet_16")
 def digits_lenet(match: re.Match) -> ModelSpec:
     # scikit-learn's 8x8 digits (1437 training images): small batches and momentum reach ~97% test
     # accuracy in 20 epochs (900 steps), a few seconds on a CPU.
