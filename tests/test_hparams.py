@@ -198,3 +198,19 @@ def test_help_shows_the_declared_range():
     assert "--count INT A count. Must be >= 2. (optional: int)" in text
     assert "--name STR A name. (default: a)" in text
     assert "--lr FLOAT The learning rate. Must be > 0. (default: 0.25)" in text
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--pretrain_lr=-1"], "invalid --pretrain_lr -1.0: must be > 0"),
+    (["--pretrain_momentum=0.5", "--pretrain_nesterov_momentum=0.5"],
+     "give --pretrain_momentum or --pretrain_nesterov_momentum, not both"),
+    (["--pretrain_training_steps=3x"], "malformed step '3x' for --pretrain_training_steps"),
+])
+def test_a_prefixed_group_names_its_flags_as_given(flags, message):
+    """The pretraining copy of a group is --pretrain_<field> on the command line, and so in its errors."""
+    parser = argparse.ArgumentParser()
+    defaults = {"optimizer_name": "sgd", "lr": 0.1, "training_steps": "1ep"}
+    TrainingHparams.add_args(parser, defaults, prefix="pretrain_")
+    with pytest.raises(HparamError) as e:
+        TrainingHparams.from_args(parser.parse_args(flags), defaults, prefix="pretrain_")
+    assert str(e.value).startswith(message)

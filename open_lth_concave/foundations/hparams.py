@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Optional, Union
@@ -35,7 +36,6 @@ class Range:
     @classmethod
     def parse(cls, text: str) -> "Range":
         """`(0, 1]`, `[0, inf)`, `> 0`, `>= 1`, `< 1`, `<= 1`; a malformed range is a programming error."""
-        import re
         spec = text.strip()
         one = re.fullmatch(r"(>=|>|<=|<)" + cls._BOUND, spec)
         two = re.fullmatch(r"([\[(])" + cls._BOUND + "," + cls._BOUND + r"([\])])", spec)
@@ -280,7 +280,14 @@ class Hparams:
         missing = [f"--{prefix}{n}" for n in cls.required_fields() if values.get(n, MISSING) is MISSING]
         if missing:
             raise HparamError(f"missing required flag(s): {', '.join(missing)}")
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except HparamError as e:
+            if not prefix:
+                raise
+            # the messages name a field as --<field>; on this command line it is --<prefix><field>
+            own = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
+            raise HparamError(re.sub(rf"--({own})\b", rf"--{prefix}\1", str(e))) from None
 
 
 def replace(h: Hparams, **changes: Any) -> Hparams:
