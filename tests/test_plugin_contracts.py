@@ -151,3 +151,13 @@ def test_plots_and_tables_take_names_colours_and_line_styles_from_the_strategy_c
     assert names.strategy_name("concave_mcp (pruning_mode=fraction)") == "Concave MCP (pruning_mode=fraction)"
     assert [names.strategy_name(n) for n in ("sparse_global", "concave_log", "sigmoid_mask", "not_installed")] == \
         ["IMP", "Concave log", "Sigmoid mask", "not_installed"]
+
+
+def test_legends_take_their_symbols_and_always_shown_values_from_the_strategy_classes():
+    runs = [stats("concave_log", pruning_strategy="concave_log", regularization_lambda=2e-6, epsilon=0.3, threshold=None),
+            stats("concave_l1", pruning_strategy="concave_l1", mask_optimizer="scaled", threshold=None),
+            stats("sparse_global", pruning_strategy="sparse_global", pruning_fraction=0.3),
+            stats("not_installed", pruning_strategy="not_installed", threshold=0.2)]
+    assert plot.legend_labels(runs) == ["Concave log (λ 2e-06, ε 0.3, α 0.05)",
+                                        "Concave ℓ1 (mask optimizer scaled, α 0.4)",
+                                        "IMP (fraction 0.3)", "not_installed (threshold 0.2)"]

@@ -174,6 +174,8 @@ def test_entry_point_groups_are_named_in_the_plural_and_documented():
 
 
 # ---- an outside plug-in --------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_an_outside_plugin_adds_a_model_a_dataset_and_a_strategy_and_runs_a_lottery(outside, tmp_path):
     root = tmp_path / "results"
     shown = open_lth("lottery", "--default_hparams=outside_mlp_8", "--help", site=outside)
@@ -199,6 +201,7 @@ def test_an_outside_plugin_adds_a_model_a_dataset_and_a_strategy_and_runs_a_lott
     assert gone.returncode == 2 and gone.stderr.count("\n") == 1 and "outside_mlp_8" in gone.stderr
 
 
+@pytest.mark.subprocess
 def test_a_plugin_that_fails_to_load_is_one_line_naming_it(tmp_path):
     site = install(tmp_path / "site", "lth_broken", {"boom": "raise RuntimeError('the plug-in is broken')\n"}, """
         [open_lth_concave.plugins]
@@ -226,6 +229,8 @@ sys.meta_path.insert(0, NoConcave())
 '''
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_core_runs_without_the_concave_plugin(tmp_path):
     root = tmp_path / "results"
     shown = open_lth("lottery", "--default_hparams=digits_lenet_300_100", "--help", prelude=WITHOUT_CONCAVE)

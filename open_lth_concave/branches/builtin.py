@@ -16,7 +16,7 @@ from open_lth_concave.training import loop
 
 def _trunk_mask(ctx: BranchContext) -> Mask:
     """The trunk level's mask, read back checked (lottery/level_files.py)."""
-    from open_lth_concave.lottery.level_files import mask_shapes, read_mask
+    from open_lth_concave.results import mask_shapes, read_mask
     shapes = mask_shapes(make_model(ctx.trunk.desc.model_hparams, ctx.trunk.data.spec, ctx.trunk.replicate))
     return read_mask(ctx.trunk.main_dir(ctx.level) / "mask.pth", shapes)
 

@@ -31,6 +31,7 @@ class Regularizer:
     display_name: ClassVar[str | None] = None
     color: ClassVar[str | None] = None
     marker: ClassVar[str] = "o"
+    legend_symbols: ClassVar[dict[str, str]] = {}    # its own fields' short names in legends (e.g. epsilon: ε)
 
     def __init__(self, hparams: Hparams | None = None):
         self.hparams = hparams if hparams is not None else self.hparams_cls()
@@ -101,6 +102,7 @@ class Log(Regularizer):
     hparams_cls = LogHparams
     default_lambda = 1e-6
     display_name, color, marker = "log", "#2ca02c", "^"
+    legend_symbols = {"epsilon": "ε"}
 
     def _scale(self) -> float:
         eps = self.hparams.epsilon

@@ -102,10 +102,26 @@ class MaskSearch(PruningStrategy):
     needs_trained_model: ClassVar[bool] = False
     carry_file: ClassVar[str] = RELAXED_MASK_FILE    # what the next level starts from
 
+    legend_symbols: ClassVar[dict[str, str]] = {
+        "threshold": "α", "regularization_lambda": "λ", "mask_lr": "mask lr", "mask_momentum": "mask momentum",
+        "mask_weight_decay": "mask wd", "mask_optimizer": "mask optimizer", "pruning_mode": "mode",
+        "pruning_fraction": "fraction", "initial_mask_value": "m₀"}
+
     @classmethod
     def line_style_of(cls, pruning_hparams: dict[str, Any]) -> str:
         """Dashed for the hard ablation (a fixed fraction per level), as the paper draws it (Fig. 8)."""
         return "--" if pruning_hparams.get("pruning_mode") == "fraction" else cls.line_style
+
+    @classmethod
+    def legend_values(cls, pruning_hparams: dict[str, Any]) -> dict[str, Any]:
+        """alpha in force, also when it derives from --mask_optimizer (an old record: the recorded value)."""
+        if "threshold" not in pruning_hparams:
+            return {}
+        try:
+            return {"threshold": cls.hparams_cls.from_dict(dict(pruning_hparams)).alpha}
+        except Exception:   # noqa: BLE001 - a record this version cannot rebuild
+            value = pruning_hparams.get("threshold")
+            return {"threshold": value} if value is not None else {}
 
     # ---- for subclasses ---------------------------------------------------------------------------
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]

@@ -88,7 +88,7 @@ def concave_strategy(regularizer_name: str) -> type[ConcaveSearch]:
         "hparams_cls": hparams_cls, "regularizer_name": regularizer_name, "regularizer_cls": reg_cls,
         "description": f"Soft masks with the concave {regularizer_name} penalty, pruned below alpha (Algorithm 1).",
         "display_name": f"Concave {reg_cls.display_name or regularizer_name}", "color": reg_cls.color,
-        "marker": reg_cls.marker,
+        "marker": reg_cls.marker, "legend_symbols": {**ConcaveSearch.legend_symbols, **reg_cls.legend_symbols},
     })
 
 

@@ -22,8 +22,8 @@ from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.record import record_or_check
 from open_lth_concave.foundations.step import Step
-from open_lth_concave.lottery import level_files
-from open_lth_concave.lottery.level_files import level_row  # noqa: F401 - readers import it from here
+from open_lth_concave import results as level_files  # moved to results.py (#14, H1); HEAD kept importable
+from open_lth_concave.results import level_row  # noqa: F401 - readers import it from here
 from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask, apply_mask

@@ -68,10 +68,19 @@ class PruningStrategy:
     marker: ClassVar[str] = "o"
     line_style: ClassVar[str] = "-"
 
+    # a legend's short name of a hyperparameter (e.g. {"regularization_lambda": "λ"}); else the field's name
+    legend_symbols: ClassVar[dict[str, str]] = {"pruning_fraction": "fraction"}
+
     @classmethod
     def line_style_of(cls, pruning_hparams: dict[str, Any]) -> str:
         """The line style of one run, from its recorded pruning hyperparameters (a variant may differ)."""
         return cls.line_style
+
+    @classmethod
+    def legend_values(cls, pruning_hparams: dict[str, Any]) -> dict[str, Any]:
+        """Settings a legend always shows for one run, default or not, from its recorded pruning
+        hyperparameters (e.g. a threshold in force that derives from another field); none by default."""
+        return {}
 
     def __init__(self, hparams: PruningHparams):
         self.hparams = hparams

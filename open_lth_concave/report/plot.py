@@ -27,25 +27,22 @@ def _style(stats, used: set) -> dict:
     return {"color": color, "linestyle": linestyle, "marker": cls.marker}
 
 
-SYMBOLS = {"threshold": "α", "regularization_lambda": "λ", "epsilon": "ε", "mask_lr": "mask lr",
-           "mask_momentum": "mask momentum", "mask_weight_decay": "mask wd", "mask_optimizer": "mask optimizer",
-           "pruning_mode": "mode", "pruning_fraction": "fraction", "initial_mask_value": "m₀"}
-
-
-def _pruning_defaults(strategy: str) -> tuple[dict, object]:
-    """The strategy's own defaults (its hyperparameter dataclass) and a builder of its hyperparameters."""
+def _pruning_defaults(strategy: str) -> tuple[dict, type]:
+    """The strategy's own defaults (its hyperparameter dataclass) and its class (the core's base class for
+    a strategy this installation does not know: no defaults, no symbols)."""
     from dataclasses import MISSING, fields
+    from open_lth_concave.pruning.strategy import PruningStrategy
     strategy_cls = names.strategy_class(strategy)
-    if strategy_cls is None:   # a strategy this installation does not know: no defaults
-        return {}, None
-    cls = strategy_cls.hparams_cls
-    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}, cls
+    if strategy_cls is None:
+        return {}, PruningStrategy
+    return {f.name: f.default for f in fields(strategy_cls.hparams_cls) if f.default is not MISSING}, strategy_cls
 
 
 def legend_labels(all_stats: list) -> list[str]:
     """Each entry's name plus every non-default setting that tells it apart from the others: its pruning
-    settings that differ from its strategy's defaults (and are not the same for every entry), the alpha in
-    force for mask searches, and any other hyperparameter that differs between entries."""
+    settings that differ from its strategy's defaults (and are not the same for every entry), what its
+    strategy always shows (`legend_values`, e.g. the alpha in force for mask searches), and any other
+    hyperparameter that differs between entries; short names from the strategy's `legend_symbols`."""
     import json
     exps = [s.experiment for s in all_stats]
     pruning = [dict(e.hparams.get("pruning_hparams") or {}) for e in exps]
@@ -59,21 +56,19 @@ def legend_labels(all_stats: list) -> list[str]:
     for stats, values, other in zip(all_stats, pruning, flat):
         strategy = stats.experiment.strategy
         defaults, cls = _pruning_defaults(strategy)
+        always = cls.legend_values(values)
+
+        def setting(key: str, value) -> str:
+            symbol = cls.legend_symbols.get(key, key)
+            return f"{symbol} {value:g}" if isinstance(value, float) else f"{symbol} {value}"
         shown = []
         for key, value in values.items():
-            if key in ("pruning_strategy", "threshold") or key in shared or value is None:
+            if key == "pruning_strategy" or key in always or key in shared or value is None:
                 continue
             if key in defaults and value == defaults[key]:
                 continue
-            shown.append(f"{SYMBOLS.get(key, key)} {value:g}" if isinstance(value, float) else
-                         f"{SYMBOLS.get(key, key)} {value}")
-        if cls is not None and "threshold" in values:   # alpha in force, also when derived from the mask optimizer
-            try:
-                alpha = cls.from_dict({k: v for k, v in values.items()}).alpha
-                shown.append(f"α {alpha:g}")
-            except Exception:   # noqa: BLE001 - an old record: the recorded value, if any
-                if values.get("threshold") is not None:
-                    shown.append(f"α {values['threshold']:g}")
+            shown.append(setting(key, value))
+        shown += [setting(key, value) for key, value in always.items()]
         shown += [f"{k.split('.', 1)[1]} {other.get(k)}" for k in differing]
         base = names.strategy_name(strategy)
         labels.append(f"{base} ({', '.join(shown)})" if shown else base)
