@@ -214,3 +214,17 @@ def test_a_prefixed_group_names_its_flags_as_given(flags, message):
     with pytest.raises(HparamError) as e:
         TrainingHparams.from_args(parser.parse_args(flags), defaults, prefix="pretrain_")
     assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["lottery", "--levels=1001"], "invalid --levels 1001: must be in [0, 1000]"),
+    (["lottery", "--levels=1", "--replicate=0"], "invalid --replicate 0: must be >= 1"),
+    (["train", "--replicates_together=1025"], "invalid --replicates_together 1025: must be in [1, 1024]"),
+    (["compare", "--strategies=sparse_global", "--replicates=0"], "invalid --replicates 0: must be in [1, 1000]"),
+])
+def test_job_flag_ranges_use_the_one_message(argv, message, tmp_path, capsys):
+    from open_lth_concave import cli
+    root = tmp_path / "results"
+    assert cli.main([*argv, "--default_hparams=digits_lenet_300_100", f"--root={root}", "--threads=1"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+    assert not root.exists()

@@ -12,10 +12,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from open_lth_concave.foundations.hparams import DatasetHparams, HparamError, ModelHparams, TrainingHparams
+from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, ModelHparams, Range, TrainingHparams,
+                                                  range_error)
 from open_lth_concave.foundations.paths import results_root
 from open_lth_concave.jobs.flags import ParsedFirst, flags_without_effect, parser, strategy_hparams_cls
 from open_lth_concave.platform import Platform
+
+# the job flags' ranges (integers; argparse has parsed them), checked with the hyperparameters' one message
+REPLICATE = Range.parse(">= 1")
+REPLICATES_TOGETHER = Range.parse("[1, 1024]")
+LEVELS = Range.parse("[0, 1000]")
 
 
 # ---- descriptions --------------------------------------------------------------------------------------
@@ -143,8 +149,8 @@ def _choose_threads(platform: Platform, desc) -> None:
 
 def _root_and_platform(args: argparse.Namespace, desc) -> tuple[Path, Platform]:
     """The results root (checked writable before any work) and the platform, set up for this process."""
-    if args.replicate < 1:
-        raise HparamError(f"invalid --replicate {args.replicate}: must be an integer >= 1")
+    if args.replicate not in REPLICATE:
+        raise range_error("replicate", args.replicate, REPLICATE)
     if getattr(args, "tensorboard", False):
         from open_lth_concave.report.tensorboard import check_available
         check_available()
@@ -238,8 +244,8 @@ class BranchJob(Job):
 def _train_job(argv: list[str]) -> TrainJob:
     from open_lth_concave.training.runner import TrainingRunner
     args, _, desc = _parse("train", argv)
-    if args.replicates_together < 1 or args.replicates_together > 1024:
-        raise HparamError(f"invalid --replicates_together {args.replicates_together}: must be an integer in 1..1024")
+    if args.replicates_together not in REPLICATES_TOGETHER:
+        raise range_error("replicates_together", args.replicates_together, REPLICATES_TOGETHER)
     root, platform = _root_and_platform(args, desc)
     replicates = list(range(args.replicate, args.replicate + args.replicates_together))
     runners = [TrainingRunner(desc, root, r, platform, args.quiet, args.evaluate_only_at_end) for r in replicates]
@@ -252,8 +258,8 @@ def _lottery_job(argv: list[str]) -> LotteryJob:
     levels = args.levels if args.levels is not None else first.defaults.get("job", {}).get("levels")
     if levels is None:
         raise HparamError("missing required flag --levels (pruning levels after the dense level 0)")
-    if levels < 0 or levels > 1000:
-        raise HparamError(f"invalid --levels {levels}: must be an integer from 0 to 1000")
+    if levels not in LEVELS:
+        raise range_error("levels", levels, LEVELS)
     root, platform = _root_and_platform(args, desc)
     runner = LotteryRunner(desc, levels, root, args.replicate, platform, args.quiet, args.evaluate_only_at_end,
                            args.train_final_ticket_only)

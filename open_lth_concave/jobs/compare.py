@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from open_lth_concave.foundations.hparams import HparamError
+from open_lth_concave.foundations.hparams import HparamError, Range, range_error
 from open_lth_concave.jobs.build import build
 from open_lth_concave.jobs.flags import (OneLineParser, UsageError, first_pass, flags_without_effect, parser,
                                          preset_defaults, registered_names_epilog, strategy_flags,
@@ -29,6 +29,7 @@ EXAMPLES = """examples:
   open_lth compare --report_only ~/open_lth_data/lottery_<hash> ~/open_lth_data/lottery_<hash>/replicate_2
 """
 FORBIDDEN = {"--pruning_strategy": "--strategies", "--replicate": "--replicates"}
+REPLICATES = Range.parse("[1, 1000]")   # --replicates of compare
 
 
 def _own_parser() -> OneLineParser:
@@ -160,8 +161,10 @@ def run_compare(own: argparse.Namespace, rest: list[str]) -> int:
     if strategies is None:
         raise HparamError("missing --strategies (comma-separated pruning strategies, e.g. sparse_global,concave_l1)")
     replicates = own.replicates if own.replicates is not None else job.get("replicates", 1)
-    if not isinstance(replicates, int) or isinstance(replicates, bool) or not 1 <= replicates <= 1000:
-        raise HparamError(f"invalid --replicates {replicates!r}: must be an integer from 1 to 1000")
+    if not isinstance(replicates, int) or isinstance(replicates, bool):
+        raise HparamError(f"invalid --replicates {replicates!r}: must be an integer")
+    if replicates not in REPLICATES:
+        raise range_error("replicates", replicates, REPLICATES)
     entries = parse_entries(strategies)
     argvs, dropped = strategy_argvs(rest, entries)
     jobs = {}  # (entry index, replicate) -> its lottery job; all built (validated) before anything runs
