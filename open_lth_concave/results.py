@@ -1,4 +1,6 @@
-"""Reading a lottery level folder back, validated: the one home for it (the runner, `summary`, `compare`).
+"""Reading a run or lottery level folder back, validated: the one home for it (the runner, the branches,
+`summary`, `compare`). The names of every file and folder come from foundations/layout.py; this module
+stands one floor higher because it reads masks (pruning/mask.py) and loggers (training/metric_logger.py).
 
 A level's `main/` folder holds `mask.pth`, `sparsity_report.json`, `pruning.json`, the ticket's
 `model_ep*_it*.pth`, `logger`, `timing.json`, `platform.json` and (level 0) `hparams.log`. Nothing read
@@ -19,11 +21,31 @@ from typing import Callable, Optional
 
 from torch import nn
 
-from open_lth_concave.foundations import io, validate
+from open_lth_concave.foundations import io, layout, validate
+from open_lth_concave.foundations.step import Step
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.metric_logger import MetricLogger
 
 RERUN = "run `open_lth lottery` again with the experiment's flags: it recomputes it"
+
+
+# ---- a training run folder ---------------------------------------------------------------------------------
+def model_path(output_dir: Path, step: Step) -> Path:
+    """The weights a run saved at `step` (its start and end)."""
+    return Path(output_dir) / layout.model_file(step)
+
+
+def is_finished(output_dir: Path, end_step: Step) -> bool:
+    """A run is finished when its final model exists (it is written last)."""
+    return model_path(output_dir, end_step).exists()
+
+
+def load_final_metrics(output_dir: Path) -> dict[str, Optional[float]]:
+    logger = MetricLogger.load(Path(output_dir) / layout.LOGGER)
+    return {"test_accuracy": logger.last("test_accuracy"), "test_loss": logger.last("test_loss")}
+
+
+# ---- a lottery level folder ----------------------------------------------------------------------------------
 
 
 def mask_shapes(model: nn.Module) -> dict[str, tuple]:
@@ -95,15 +117,15 @@ def timing_record(path: Path) -> dict:
 def final_accuracy(main: Path, end_iteration: Optional[int] = None) -> Optional[float]:
     """The ticket's last test accuracy from `logger`, which must reach the run's last iteration: the one
     given, else (when timing.json says how many iterations the run had) its first evaluation plus those."""
-    logger_file = main / "logger"
+    logger_file = main / layout.LOGGER
     if not logger_file.exists():
         return None
     logger = MetricLogger.load(logger_file)
     accuracies = logger.get("test_accuracy")
     source = ""
-    if end_iteration is None and accuracies and (main / "timing.json").exists():
-        end_iteration = min(it for it, _ in accuracies) + int(timing_record(main / "timing.json")["iterations"])
-        source = f" that {main / 'timing.json'} gives"
+    if end_iteration is None and accuracies and (main / layout.TIMING).exists():
+        end_iteration = min(it for it, _ in accuracies) + int(timing_record(main / layout.TIMING)["iterations"])
+        source = f" that {main / layout.TIMING} gives"
     if not accuracies or (end_iteration is not None and max(it for it, _ in accuracies) != end_iteration):
         raise io.CorruptFileError(f"cannot use {logger_file}: it does not end with a test accuracy at the run's last "
                                   f"iteration{source} ({end_iteration if end_iteration is not None else '?'}); {RERUN}")
@@ -122,19 +144,19 @@ def level_row(main: Path, level: int, mask: Optional[Mask] = None, end_iteration
     """One level's numbers read back from its files: counts from the mask (when it has one; the report
     must agree, else the mask wins with a note), accuracy from a complete logger, times from the records."""
     main = Path(main)
-    report_file = main / "sparsity_report.json"
-    if mask is None and (main / "mask.pth").exists():
-        mask = Mask.load(main / "mask.pth")
+    report_file = main / layout.SPARSITY_REPORT
+    if mask is None and (main / layout.MASK).exists():
+        mask = Mask.load(main / layout.MASK)
     if mask is not None:
         counts = mask.sparsity_report()
         if not report_matches(report_file, mask):
-            (warn or _warn)(f"{report_file} does not hold the counts of {main / 'mask.pth'}; using the mask's "
+            (warn or _warn)(f"{report_file} does not hold the counts of {main / layout.MASK}; using the mask's "
                  f"({int(counts['unpruned'])}/{int(counts['total'])})")
     else:
         counts = counts_record(report_file)
     try:
-        timing = timing_record(main / "timing.json") if (main / "timing.json").exists() else {}
-        pruning = pruning_record(main / "pruning.json") if (main / "pruning.json").exists() else {}
+        timing = timing_record(main / layout.TIMING) if (main / layout.TIMING).exists() else {}
+        pruning = pruning_record(main / layout.PRUNING_RECORD) if (main / layout.PRUNING_RECORD).exists() else {}
     except io.CorruptFileError as e:
         raise io.CorruptFileError(f"{e}; {RERUN}") from None
     total, unpruned = counts["total"], counts["unpruned"]

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from open_lth_concave import results
 from open_lth_concave.foundations.hparams import DatasetHparams, ModelHparams, TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.training.experiment import make_data, make_model
@@ -64,7 +65,7 @@ def test_stacked_replicates_equal_separate_runs(tmp_path, model_name, training):
         pruned = masks[k][next(n for n in masks[k] if not bool(masks[k][n].all()))]
         weight = dict(stacked.models[k].named_parameters())[next(n for n in masks[k] if not bool(masks[k][n].all()))]
         assert bool((weight[pruned == 0] == 0).all())   # the ticket stays a ticket
-        accuracy = loop.load_final_metrics(tmp_path / f"r{r}")["test_accuracy"]
+        accuracy = results.load_final_metrics(tmp_path / f"r{r}")["test_accuracy"]
         assert stacked.test_accuracy[k] == pytest.approx(accuracy, abs=2 / 360)
     assert len(set(round(a, 6) for a in stacked.test_accuracy)) > 1 or model_name.startswith("cifar")
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.foundations.registry import Registry
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.desc import hash_of
 
 
@@ -36,7 +37,7 @@ class Branch:
     extra_groups: dict[str, tuple[type[Hparams], str]]
 
     def hashname(self, args: Hparams, extra: dict[str, Hparams]) -> str:
-        return f"lottery_branch_{self.name}_{hash_of([args] + [extra[k] for k in sorted(extra)])}"
+        return layout.branch_name(self.name, hash_of([args] + [extra[k] for k in sorted(extra)]))
 
 
 registry: Registry[Branch] = Registry("branch", "branches")
@@ -84,7 +85,7 @@ def parse_levels(text: str, max_level: int) -> list[int]:
     return sorted(set(levels))
 
 
-RECORD = "branch.json"
+RECORD = layout.BRANCH_RECORD
 
 
 def record(output_dir: Path, branch: Branch, args: Hparams, extra: dict[str, Hparams], trunk_dir: Path,
@@ -107,10 +108,10 @@ def result(output_dir: Path) -> Optional[dict]:
     from open_lth_concave.pruning.mask import Mask
     from open_lth_concave.training.metric_logger import MetricLogger
     try:
-        mask = Mask.load(output_dir / "mask.pth")
+        mask = Mask.load(output_dir / layout.MASK)
         unpruned = sum(int(v.sum().item()) for v in mask.values())
         total = sum(v.numel() for v in mask.values())
-        logger = output_dir / "logger"
+        logger = output_dir / layout.LOGGER
         accuracy = MetricLogger.load(logger).last("test_accuracy") if logger.exists() else None
         rec = io.load_json(output_dir / RECORD) if (output_dir / RECORD).exists() else {}
     except Exception:   # noqa: BLE001 - a missing or damaged file: nothing to report

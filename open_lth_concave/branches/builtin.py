@@ -6,19 +6,20 @@ from typing import Annotated
 import torch
 
 from open_lth_concave.branches.base import BranchContext, register_branch
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.hparams import DatasetHparams, HparamError, TrainingHparams
 from open_lth_concave.foundations.step import Step
-from open_lth_concave.training.experiment import make_data, make_model
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import layers_to_ignore
 from open_lth_concave.training import loop
+from open_lth_concave.training.experiment import make_data, make_model
 
 
 def _trunk_mask(ctx: BranchContext) -> Mask:
-    """The trunk level's mask, read back checked (lottery/level_files.py)."""
+    """The trunk level's mask, read back checked (results.py)."""
     from open_lth_concave.results import mask_shapes, read_mask
     shapes = mask_shapes(make_model(ctx.trunk.desc.model_hparams, ctx.trunk.data.spec, ctx.trunk.replicate))
-    return read_mask(ctx.trunk.main_dir(ctx.level) / "mask.pth", shapes)
+    return read_mask(ctx.trunk.main_dir(ctx.level) / layout.MASK, shapes)
 
 
 def _shuffle(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -80,7 +81,7 @@ def randomly_prune(ctx: BranchContext,
     mask = random_mask(_trunk_mask(ctx), strategy, seed, _ignore(layers_to_ignore))
     model = _start_model(ctx, start_at)
     apply_mask(model, mask)
-    mask.save(ctx.output_dir / "mask.pth")
+    mask.save(ctx.output_dir / layout.MASK)
     ctx.trunk.train_from_rewind(model, mask, ctx.output_dir, label=f"level {ctx.level} randomly_prune")
 
 
@@ -97,7 +98,7 @@ def randomly_reinitialize(ctx: BranchContext,
     model = make_model(ctx.trunk.desc.model_hparams, ctx.trunk.data.spec,
                        seed if seed >= 0 else ctx.trunk.replicate + 10000)
     apply_mask(model, mask)
-    mask.save(ctx.output_dir / "mask.pth")
+    mask.save(ctx.output_dir / layout.MASK)
     _train(ctx, model, mask, ctx.trunk.desc.training_hparams, ctx.trunk.data, start_at_step_zero, "randomly_reinitialize")
 
 
@@ -110,7 +111,7 @@ def retrain(ctx: BranchContext,
     model = ctx.trunk.rewind_model() if not start_at_step_zero else make_model(
         ctx.trunk.desc.model_hparams, ctx.trunk.data.spec, ctx.trunk.replicate)
     apply_mask(model, mask)
-    mask.save(ctx.output_dir / "mask.pth")
+    mask.save(ctx.output_dir / layout.MASK)
     dataset, training = ctx.extra_groups["retrain_dataset"], ctx.extra_groups["retrain_training"]
     data = make_data(dataset, training, ctx.trunk.replicate, ctx.trunk.platform)
     _train(ctx, model, mask, training, data, start_at_step_zero, "retrain")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from open_lth_concave.branches import base
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.hparams import HparamError, Hparams
 
 
@@ -27,7 +28,8 @@ class BranchRunner:
                  trunk_levels: Optional[int] = None) -> "BranchRunner":
         """Checks the trunk (it exists, has the levels asked for, was made with the same hyperparameters)
         and sets it up; `trunk_levels` is how many levels it has (default: the highest on disk)."""
-        existing = sorted(int(p.name.split("_")[1]) for p in trunk.replicate_dir.glob("level_[0-9]*"))
+        existing = sorted(n for n in map(layout.level_number, trunk.replicate_dir.glob(layout.NUMBERED_LEVEL_GLOB))
+                          if n is not None)
         max_level = trunk_levels if trunk_levels is not None else (existing[-1] if existing else -1)
         if max_level < 0:
             raise HparamError(f"no lottery trunk at {trunk.replicate_dir}: run `open_lth lottery` with the same "
@@ -46,7 +48,7 @@ class BranchRunner:
         from open_lth_concave.training.experiment import banner
         trunk = self.trunk
         for level in self.levels:
-            if not (trunk.main_dir(level) / "mask.pth").exists():
+            if not (trunk.main_dir(level) / layout.MASK).exists():
                 raise HparamError(f"trunk level {level} has no mask at {trunk.main_dir(level)}: run the lottery first")
         groups = [self.args.display()] + [
             f"{group._group_name} ({prefix})\n" + group.display().split("\n", 1)[1] if "\n" in group.display()

@@ -19,7 +19,7 @@ import torch
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
 from open_lth_concave.concave.mask_hparams import (DEFAULT_THRESHOLD, MASK_OPTIMIZERS, SCALED_MASK_LR_FACTOR,
                                                    MaskOptimizerHparams)
-from open_lth_concave.foundations import io, validate
+from open_lth_concave.foundations import io, layout, validate
 from open_lth_concave.foundations.hparams import HparamError, PruningHparams, TrainingHparams, hp
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.sparse_global import prune_exact_count
@@ -29,8 +29,9 @@ from open_lth_concave.training.metric_logger import MetricLogger
 from open_lth_concave.training.optimizers import lr_factor_fn
 
 HISTOGRAM_BINS = 20
-RELAXED_MASK_FILE = "relaxed_mask.pth"
-METRICS_FILE = "search_metrics.json"
+# the plug-in's own files in a level's pruning/ folder, declared in the core's output layout
+RELAXED_MASK_FILE = layout.declare("relaxed_mask", "relaxed_mask.pth", owner="concave")
+METRICS_FILE = layout.declare("search_metrics", "search_metrics.json", owner="concave")
 # A level that removes less than this share of its survivors, or more than 1 - it, gets a warning.
 WARN_REMOVED = 0.05
 
@@ -150,7 +151,7 @@ class MaskSearch(PruningStrategy):
                               f"prunable tensors: {', '.join(ctx.current_mask)}")
         model = ctx.rewind_model()
         apply_mask(model, ctx.current_mask)
-        search_dir = Path(ctx.artifacts_dir) / "search"
+        search_dir = Path(ctx.artifacts_dir) / layout.SEARCH
         strategy: FlatMaskStrategy = ctx.train(model, ctx.current_mask, search_dir, make_strategy=self.training_strategy(
             ctx, self._start_values(ctx))).strategy
         relaxed = strategy.relaxed_mask()
@@ -255,7 +256,7 @@ class MaskSearch(PruningStrategy):
         try:   # read back checked (foundations/validate.py); a damaged or missing one is recomputed from the finished search
             return validate.tensors(io.load_torch(path), path, shapes, "relaxed mask", values=unit)
         except (io.CorruptFileError, io.MissingFileError) as e:
-            final = Path(ctx.previous_artifacts_dir) / "search" / "strategy_final.pth"
+            final = Path(ctx.previous_artifacts_dir) / layout.SEARCH / layout.STRATEGY_FINAL
             try:
                 state = io.load_torch(final) if unit and final.exists() else {}
                 relaxed = validate.tensors(state.get("relaxed_mask") if isinstance(state, dict) else None, final,
@@ -356,12 +357,12 @@ def histogram(values: torch.Tensor, bins: int = HISTOGRAM_BINS) -> dict[str, lis
 def search_metrics(ctx: PruningContext, strategy: FlatMaskStrategy, relaxed: dict[str, torch.Tensor],
                    before: Mask, after: Mask, ignore: set[str], search_dir: Path) -> dict[str, Any]:
     """The numbers a reader needs to judge a search: losses, penalty, what survived, mask distribution."""
-    logger = MetricLogger.load(search_dir / "logger") if (search_dir / "logger").exists() else MetricLogger()
+    logger = MetricLogger.load(search_dir / layout.LOGGER) if (search_dir / layout.LOGGER).exists() else MetricLogger()
     surviving = torch.cat([relaxed[n][before[n] == 1].flatten() for n in relaxed]) if relaxed else torch.zeros(0)
     layers = {n: {"total": int(v.numel()), "before": int(before[n].sum()), "remaining": int(v.sum())}
               for n, v in after.items()}
     total, remaining = sum(r["total"] for r in layers.values()), sum(r["remaining"] for r in layers.values())
-    timing = io.load_json(search_dir / "timing.json") if (search_dir / "timing.json").exists() else {}
+    timing = io.load_json(search_dir / layout.TIMING) if (search_dir / layout.TIMING).exists() else {}
     regularizer = getattr(strategy, "regularizer", None)
     value = float(regularizer.value(surviving).sum()) if regularizer is not None else float(surviving.sum())
     return {

@@ -25,6 +25,7 @@ from torch import nn
 
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
 from open_lth_concave.concave.search import MaskSearch, MaskSearchHparams
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.pruning.strategy import PruningContext
@@ -119,7 +120,7 @@ class SigmoidMask(FlatMaskStrategy):
 class SigmoidMaskSearch(MaskSearch):
     hparams_cls = SigmoidMaskHparams
     description = "Ablation: sigmoid-reparameterized masks with a rising temperature, pruned below alpha."
-    carry_file = "mask_scores.pth"
+    carry_file = layout.declare("mask_scores", "mask_scores.pth", owner="concave")
     display_name, color, marker = "Sigmoid mask", "#ff7f0e", "D"
 
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:

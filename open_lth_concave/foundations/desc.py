@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.hparams import (DatasetHparams, HparamError, Hparams, ModelHparams,
                                                   PruningHparams, TrainingHparams)
 
@@ -27,10 +28,10 @@ class Desc:
 
     @property
     def hashname(self) -> str:
-        return f"{self.prefix}_{hash_of(self.groups())}"
+        return layout.experiment_name(self.prefix, hash_of(self.groups()))
 
     def run_path(self, root: Path, replicate: int) -> Path:
-        return Path(root) / self.hashname / f"replicate_{replicate}"
+        return layout.replicate_dir(Path(root) / self.hashname, replicate)
 
     def display(self) -> str:
         """The groups as banner text; `pretrain_*` groups are titled "Pretraining ..." as open_lth titles them."""
@@ -51,7 +52,7 @@ class TrainingDesc(Desc):
     # the training strategy's own hyperparameters (None when it has none, as `standard`): a group of
     # their own in the name, so every experiment trained with `standard` keeps open_lth's name
     training_strategy_hparams: Optional[Hparams] = None
-    prefix = "train"
+    prefix = layout.TRAIN_PREFIX
 
 
 @dataclass
@@ -62,7 +63,7 @@ class LotteryDesc(Desc):
     pruning_hparams: PruningHparams
     pretrain_dataset_hparams: Optional[DatasetHparams] = None
     pretrain_training_hparams: Optional[TrainingHparams] = None
-    prefix = "lottery"
+    prefix = layout.LOTTERY_PREFIX
 
     @property
     def pretrains(self) -> bool:

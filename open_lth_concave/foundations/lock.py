@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.errors import UserError
 
 
@@ -35,7 +36,7 @@ class LockHeldError(UserError, RuntimeError):
 
 class ExperimentLock:
     def __init__(self, folder: Path, heartbeat: float = 5.0, stale_after: float = 120.0):
-        self.path = Path(folder) / ".lock"
+        self.path = Path(folder) / layout.LOCK
         self.heartbeat = heartbeat
         self.stale_after = stale_after
         self._stop = threading.Event()

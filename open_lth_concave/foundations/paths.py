@@ -11,7 +11,3 @@ def results_root() -> Path:
 
 def datasets_root() -> Path:
     return Path(os.environ.get("OPEN_LTH_DATASETS", Path.home() / "open_lth_datasets")).expanduser()
-
-
-def level_dir(replicate_dir: Path, level: int | str) -> Path:
-    return replicate_dir / f"level_{level}"

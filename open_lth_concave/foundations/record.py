@@ -28,10 +28,10 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from open_lth_concave.foundations import distributed, io
+from open_lth_concave.foundations import distributed, io, layout
 from open_lth_concave.foundations.hparams import HparamError
 
-HPARAMS_FILE = "hparams.json"
+HPARAMS_FILE = layout.HPARAMS_RECORD
 PREFIXES = {"pretrain_dataset_hparams": "pretrain_", "pretrain_training_hparams": "pretrain_"}
 
 

@@ -15,23 +15,22 @@ from typing import Optional
 
 from torch import nn
 
-from open_lth_concave.foundations import distributed, io, validate
+from open_lth_concave import results
+from open_lth_concave.foundations import distributed, io, layout, validate
 from open_lth_concave.foundations.desc import LotteryDesc
 from open_lth_concave.foundations.errors import MissingFileError, UserError
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.record import record_or_check
 from open_lth_concave.foundations.step import Step
-from open_lth_concave import results as level_files  # moved to results.py (#14, H1); HEAD kept importable
-from open_lth_concave.results import level_row  # noqa: F401 - readers import it from here
 from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import PruningContext
 from open_lth_concave.pruning.strategy import registry as pruning_registry
 from open_lth_concave.training import loop
-from open_lth_concave.training.strategy import TrainResult
 from open_lth_concave.training.experiment import Data, banner, make_data, make_model
+from open_lth_concave.training.strategy import TrainResult
 
 
 @dataclass
@@ -51,11 +50,11 @@ class LotteryRunner:
     def replicate_dir(self) -> Path:
         return self.desc.run_path(self.root, self.replicate)
 
-    def level_dir(self, level: int) -> Path:
-        return self.replicate_dir / f"level_{level}"
+    def level_dir(self, level: int | str) -> Path:
+        return layout.level_dir(self.replicate_dir, level)
 
-    def main_dir(self, level: int) -> Path:
-        return self.level_dir(level) / "main"
+    def main_dir(self, level: int | str) -> Path:
+        return self.level_dir(level) / layout.MAIN
 
     def setup(self) -> None:
         """Strategy, data on the device and steps; done once (callers such as `compare` may set up first)."""
@@ -118,15 +117,15 @@ class LotteryRunner:
             self._establish_initial_weights()
             rows = [self._run_level(level) for level in range(self.levels + 1)]
             io.save_json({"levels": rows, "strategy": self.desc.pruning_hparams.pruning_strategy},
-                         self.replicate_dir / "report.json")
+                         self.replicate_dir / layout.REPORT)
         finally:
             lock.release()
         return rows
 
     def _check_level_folders(self) -> None:
         """A level folder that is a symbolic link must lead to a folder (not dangle, not loop)."""
-        for folder in [self.replicate_dir / "level_pretrain"] + [self.level_dir(lv) for lv in range(self.levels + 1)]:
-            for path in (folder, folder / "main"):
+        for folder in [self.level_dir(layout.PRETRAIN_LEVEL)] + [self.level_dir(lv) for lv in range(self.levels + 1)]:
+            for path in (folder, folder / layout.MAIN):
                 if path.is_symlink():
                     try:
                         ok = path.resolve(strict=True).is_dir()
@@ -149,10 +148,10 @@ class LotteryRunner:
             changed = platform_record.differences(trained[-1]["platform"], now)
             if changed:
                 loop.warn(f"this job runs on another platform than level 0 of {self.replicate_dir} was trained on "
-                          f"({'; '.join(changed)}); each run's platform.json records what it used")
+                          f"({'; '.join(changed)}); each run's {layout.PLATFORM} records what it used")
 
     def _establish_initial_weights(self) -> None:
-        start_file = loop.model_path(self.main_dir(0), self.start_step)
+        start_file = results.model_path(self.main_dir(0), self.start_step)
         model = make_model(self.desc.model_hparams, self.data.spec, self.replicate)
         exists = start_file.exists()
         # under torchrun every process decides before rank 0 writes the file (save_torch ends with a barrier):
@@ -168,7 +167,7 @@ class LotteryRunner:
         if self.desc.pretrains:
             # built for the pretraining data (its class count), then carried over to the main data
             pre_model = make_model(self.desc.model_hparams, self.pretrain_data.spec, self.replicate)
-            pre_dir = self.replicate_dir / "level_pretrain" / "main"
+            pre_dir = self.main_dir(layout.PRETRAIN_LEVEL)
             job = loop.TrainJob(pre_dir, pre_model, Mask.ones_like(pre_model), self.pretrain_data.train,
                                 self.pretrain_data.test, self.desc.pretrain_training_hparams,
                                 Step.zero(self.pretrain_data.iterations_per_epoch), self.pretrain_end, self.platform,
@@ -179,10 +178,10 @@ class LotteryRunner:
 
     def rewind_model(self) -> nn.Module:
         """A model holding level 0's complete state (weights and batch-norm statistics) at the rewind step."""
-        return self._load_model(loop.model_path(self.main_dir(0), self.start_step), 0)
+        return self._load_model(results.model_path(self.main_dir(0), self.start_step), 0)
 
     def trained_model(self, level: int) -> nn.Module:
-        path = loop.model_path(self.main_dir(level), self.end_step)
+        path = results.model_path(self.main_dir(level), self.end_step)
         if not path.exists():
             raise MissingFileError(f"level {level} has no trained ticket at {path}: run `open_lth lottery` with the "
                                    f"same flags (and --levels >= {level}) to train it")
@@ -212,39 +211,39 @@ class LotteryRunner:
 
     def _mask_shapes(self) -> dict:
         if not hasattr(self, "_shapes"):
-            self._shapes = level_files.mask_shapes(make_model(self.desc.model_hparams, self.data.spec, self.replicate))
+            self._shapes = results.mask_shapes(make_model(self.desc.model_hparams, self.data.spec, self.replicate))
         return self._shapes
 
     def _previous_mask(self, level: int) -> Optional[Mask]:
         """Level `level - 1`'s mask, checked (None at level 0); a missing one is named with its fix."""
         if level == 0:
             return None
-        previous_file = self.main_dir(level - 1) / "mask.pth"
+        previous_file = self.main_dir(level - 1) / layout.MASK
         if not previous_file.exists():
             raise MissingFileError(f"level {level - 1} has no mask at {previous_file}, so level {level} cannot be "
                                    "pruned from it: run `open_lth lottery` with the same flags to make it again")
-        return level_files.read_mask(previous_file, self._mask_shapes())
+        return results.read_mask(previous_file, self._mask_shapes())
 
     def _existing_mask(self, level: int) -> Optional[Mask]:
         """The level's mask.pth, checked; a damaged one is removed to be recomputed, unless a later level
         was pruned from it (then recomputing could change that level: refused, naming what to move)."""
         main = self.main_dir(level)
-        mask_file = main / "mask.pth"
+        mask_file = main / layout.MASK
         exists = mask_file.exists()
         damage, report_ok, record_error = None, True, None
         if exists:
             try:
-                mask = level_files.read_mask(mask_file, self._mask_shapes(), self._previous_mask(level))
+                mask = results.read_mask(mask_file, self._mask_shapes(), self._previous_mask(level))
                 ticket = self._readable_ticket(level)
                 if ticket is not None:
-                    level_files.check_mask_against_ticket(mask, mask_file, ticket)
+                    results.check_mask_against_ticket(mask, mask_file, ticket)
             except io.CorruptFileError as e:
                 damage = e
             if damage is None:
-                report_ok = level_files.report_matches(main / "sparsity_report.json", mask)
+                report_ok = results.report_matches(main / layout.SPARSITY_REPORT, mask)
                 strategy = self.desc.pruning_hparams.pruning_strategy
                 try:  # level 0's all-ones mask is every strategy's (a shared level 0 names the strategy that made it)
-                    level_files.pruning_record(main / "pruning.json", strategy if level > 0 else None)
+                    results.pruning_record(main / layout.PRUNING_RECORD, strategy if level > 0 else None)
                 except (io.CorruptFileError, io.MissingFileError) as e:
                     record_error = e
         # under torchrun every process has read the files before rank 0 rewrites or removes any of them, so
@@ -253,7 +252,7 @@ class LotteryRunner:
         if not exists:
             return None
         if damage is not None:
-            later = self.main_dir(level + 1) / "mask.pth"
+            later = self.main_dir(level + 1) / layout.MASK
             if level > 0 and later.exists():  # level 0's mask (all ones) is always made again exactly
                 raise io.CorruptFileError(
                     f"{damage}; level {level + 1} was pruned from it, so it cannot be recomputed without redoing "
@@ -262,19 +261,19 @@ class LotteryRunner:
             loop.warn(f"{damage}; computing the level {level} mask again")
             io.remove(mask_file)
             return None
-        report = main / "sparsity_report.json"
+        report = main / layout.SPARSITY_REPORT
         if not report_ok:
             loop.warn(f"{report} does not hold the counts of {mask_file}; written again from the mask")
             io.save_json(mask.sparsity_report(), report)
         if record_error is not None:
             loop.warn(f"{record_error}; written again with the strategy and an unknown pruning time")
             io.save_json({"strategy": self.desc.pruning_hparams.pruning_strategy, "seconds": None},
-                         main / "pruning.json")
+                         main / layout.PRUNING_RECORD)
         return mask
 
     def _readable_ticket(self, level: int) -> Optional[dict]:
         """The level's trained ticket state when it is there and sound (else the loop trains it again)."""
-        path = loop.model_path(self.main_dir(level), self.end_step)
+        path = results.model_path(self.main_dir(level), self.end_step)
         if level == 0 or not path.exists():
             return None
         try:
@@ -284,11 +283,11 @@ class LotteryRunner:
 
     def _mask_for(self, level: int) -> Mask:
         main = self.main_dir(level)
-        mask_file = main / "mask.pth"
+        mask_file = main / layout.MASK
         existing = self._existing_mask(level)
         if existing is not None:
             return existing
-        later = self.main_dir(level + 1) / "mask.pth"
+        later = self.main_dir(level + 1) / layout.MASK
         if level > 0 and later.exists():  # removed by hand: recomputing it could disagree with the later levels
             raise MissingFileError(f"level {level} has no mask at {mask_file} but level {level + 1} was pruned from it: "
                                    f"move {self.level_dir(level)} and every later level folder away and run again "
@@ -299,8 +298,8 @@ class LotteryRunner:
         else:
             previous = self._previous_mask(level)
             ctx = PruningContext(
-                level=level, current_mask=previous, artifacts_dir=self.level_dir(level) / "pruning",
-                previous_artifacts_dir=self.level_dir(level - 1) / "pruning" if level > 1 else None,
+                level=level, current_mask=previous, artifacts_dir=self.level_dir(level) / layout.PRUNING,
+                previous_artifacts_dir=self.level_dir(level - 1) / layout.PRUNING if level > 1 else None,
                 trained_model=lambda: self.trained_model(level - 1), rewind_model=self.rewind_model,
                 train=lambda model, mask, output_dir, make_strategy=None, label=f"level {level} search":
                     self.train_from_rewind(model, mask, output_dir, make_strategy, label),
@@ -312,8 +311,8 @@ class LotteryRunner:
             mask.check_against(self.rewind_model())
         main.mkdir(parents=True, exist_ok=True)
         io.save_json({"strategy": self.desc.pruning_hparams.pruning_strategy, "seconds": seconds},
-                     main / "pruning.json")
-        io.save_json(mask.sparsity_report(), main / "sparsity_report.json")
+                     main / layout.PRUNING_RECORD)
+        io.save_json(mask.sparsity_report(), main / layout.SPARSITY_REPORT)
         mask.save(mask_file)
         return mask
 
@@ -321,13 +320,13 @@ class LotteryRunner:
         mask = self._mask_for(level)
         main = self.main_dir(level)
         if level == 0:
-            io.save_text(self.desc.display() + "\n", main / "hparams.log")
+            io.save_text(self.desc.display() + "\n", main / layout.HPARAMS_LOG)
         train_ticket = not (self.train_final_ticket_only and 0 < level < self.levels)
         if train_ticket:
             model = self.rewind_model()
             apply_mask(model, mask)
             self.train_from_rewind(model, mask, main, label=f"level {level}")
-        row = level_row(main, level, mask, warn=loop.warn)
+        row = results.level_row(main, level, mask, warn=loop.warn)
         # --quiet silences per-evaluation lines, not the banner or the per-level result
         acc = "not trained" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.2f}%"
         print(f"Level {level}: remaining weights {100 * row['remaining']:.2f}% "

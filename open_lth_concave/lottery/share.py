@@ -22,14 +22,14 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from open_lth_concave.foundations import io
+from open_lth_concave import results
+from open_lth_concave.foundations import io, layout
 from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.record import read_record
-from open_lth_concave.training import loop
 
 SHARED_GROUPS = ("dataset_hparams", "model_hparams", "training_hparams",
                  "pretrain_dataset_hparams", "pretrain_training_hparams")
-SKIPPED_FILES = ("checkpoint.pth", "hparams.log")
+SKIPPED_FILES = (layout.CHECKPOINT, layout.HPARAMS_LOG)
 
 
 def dense_key(desc_dict: dict) -> str:
@@ -41,7 +41,8 @@ def find_dense_source(runner) -> Optional[Path]:
     """A finished level_0/main of the same replicate in another experiment with the same dense key."""
     want = dense_key(json.loads(json.dumps(runner.desc.to_dict(), default=str)))
     here = runner.replicate_dir.parent.resolve()
-    for hparams_file in sorted(Path(runner.root).glob("lottery_*/hparams.json")):
+    pattern = f"{layout.experiment_name(layout.LOTTERY_PREFIX, '*')}/{layout.HPARAMS_RECORD}"
+    for hparams_file in sorted(Path(runner.root).glob(pattern)):
         experiment = hparams_file.parent
         if experiment.resolve() == here:
             continue
@@ -50,8 +51,8 @@ def find_dense_source(runner) -> Optional[Path]:
                 continue
         except (io.CorruptFileError, OSError):
             continue
-        main = experiment / f"replicate_{runner.replicate}" / "level_0" / "main"
-        if loop.is_finished(main, runner.end_step) and (main / "mask.pth").exists():
+        main = layout.main_dir(layout.replicate_dir(experiment, runner.replicate), 0)
+        if results.is_finished(main, runner.end_step) and (main / layout.MASK).exists():
             return main
     return None
 
@@ -91,13 +92,13 @@ def share_dense_level(runner) -> Optional[Path]:
 
 def share_locked(runner) -> Optional[Path]:
     """`share_dense_level` for a caller that holds the replicate folder's lock (the runner)."""
-    if loop.is_finished(runner.main_dir(0), runner.end_step):
+    if results.is_finished(runner.main_dir(0), runner.end_step):
         return None
     source = find_dense_source(runner)
     if source is None:
         return None
-    pre_source = source.parent.parent / "level_pretrain" / "main"
+    pre_source = layout.main_dir(source.parent.parent, layout.PRETRAIN_LEVEL)
     if pre_source.exists():
-        _link_tree(pre_source, runner.replicate_dir / "level_pretrain" / "main")
+        _link_tree(pre_source, runner.main_dir(layout.PRETRAIN_LEVEL))
     _link_tree(source, runner.main_dir(0))
     return source

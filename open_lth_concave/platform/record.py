@@ -16,9 +16,9 @@ from typing import Any, Optional
 import numpy
 import torch
 
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import io, layout
 
-FILE = "platform.json"
+FILE = layout.PLATFORM
 
 
 def current(platform, reduced_precision: bool = False) -> dict[str, Any]:

@@ -11,12 +11,13 @@ import hashlib
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.hparams import HparamError
 
 
 def comparison_dir(root: Path, experiment_names: list[str]) -> Path:
     digest = hashlib.md5(";".join(sorted(set(experiment_names))).encode("utf-8")).hexdigest()
-    return Path(root) / f"compare_{digest}"
+    return Path(root) / layout.experiment_name(layout.COMPARE_PREFIX, digest)
 
 
 def finished_line(replicate_dir: Path, levels: int) -> Optional[str]:
@@ -24,7 +25,7 @@ def finished_line(replicate_dir: Path, levels: int) -> Optional[str]:
     (remaining weights, accuracy); None when anything is left to run or the report is unreadable."""
     from open_lth_concave.foundations import io
     try:
-        rows = io.load_json(replicate_dir / "report.json")["levels"]
+        rows = io.load_json(replicate_dir / layout.REPORT)["levels"]
         by_level = {int(row["level"]): row for row in rows}
         if any(level not in by_level for level in range(levels + 1)):
             return None

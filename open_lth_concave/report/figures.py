@@ -19,10 +19,11 @@ from io import BytesIO
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.io import save_bytes
 from open_lth_concave.report import names
 
-FIGURES = ("learning_curves.png", "mask_histograms.png", "layer_remaining.png")
+FIGURES = layout.FIGURES
 
 
 def _plt():
@@ -79,7 +80,7 @@ def learning_curve(exp, level: int) -> Optional[tuple[list[int], list[float]]]:
     from open_lth_concave.training.metric_logger import MetricLogger
     by_step: dict[int, list[float]] = {}
     for rep in exp.replicates:
-        logger = exp.path / f"replicate_{rep}" / f"level_{level}" / "main" / "logger"
+        logger = layout.main_dir(layout.replicate_dir(exp.path, rep), level) / layout.LOGGER
         try:
             points = MetricLogger.load(logger).get("test_accuracy")
         except Exception:   # noqa: BLE001 - missing (not trained) or damaged: left out
@@ -125,7 +126,10 @@ def search_histogram(level_dir: Path, previous_mask: Optional[Path], bins: int =
                      ) -> Optional[tuple[list[float], list[int], Optional[float]]]:
     """(bin edges, counts, alpha) of a search level's relaxed masks over the surviving weights."""
     from open_lth_concave.foundations import io
-    metrics_file = level_dir / "pruning" / "search_metrics.json"
+    metrics_name, relaxed_name = layout.plugin_file("search_metrics"), layout.plugin_file("relaxed_mask")
+    if metrics_name is None or relaxed_name is None:   # no loaded plug-in keeps a relaxed-mask search
+        return None
+    metrics_file = level_dir / layout.PRUNING / metrics_name
     try:
         metrics = io.load_json(metrics_file)
     except Exception:   # noqa: BLE001 - no search at this level (or a damaged record)
@@ -135,11 +139,11 @@ def search_histogram(level_dir: Path, previous_mask: Optional[Path], bins: int =
         import torch
 
         from open_lth_concave.pruning.mask import Mask
-        final = level_dir / "pruning" / "search" / "strategy_final.pth"   # the masks as the search ended
+        final = level_dir / layout.PRUNING / layout.SEARCH / layout.STRATEGY_FINAL   # the masks as the search ended
         state = io.load_torch(final) if final.exists() else {}
         relaxed = state.get("relaxed_mask") if isinstance(state, dict) else None
         if not isinstance(relaxed, dict):   # else after pruning: the masks below alpha are 0 there
-            relaxed = io.load_torch(level_dir / "pruning" / "relaxed_mask.pth")
+            relaxed = io.load_torch(level_dir / layout.PRUNING / relaxed_name)
         before = Mask.load(previous_mask) if previous_mask is not None and previous_mask.exists() else None
         ignored = set(metrics.get("ignored_layers") or [])
         values = torch.cat([v[before[n] == 1].flatten() if before is not None and n in before else v.flatten()
@@ -158,8 +162,8 @@ def plot_mask_histograms(experiments, labels: list[str], path: Path) -> bool:
     for exp, label in zip(experiments, labels):
         if not exp.replicates:
             continue
-        rep = exp.path / f"replicate_{min(exp.replicates)}"
-        panels = [(lv, search_histogram(rep / f"level_{lv}", rep / f"level_{lv - 1}" / "main" / "mask.pth"))
+        rep = layout.replicate_dir(exp.path, min(exp.replicates))
+        panels = [(lv, search_histogram(layout.level_dir(rep, lv), layout.main_dir(rep, lv - 1) / layout.MASK))
                   for lv in _levels(exp) if lv > 0]
         panels = [(lv, h) for lv, h in panels if h is not None]
         if panels:
@@ -205,11 +209,11 @@ def layer_remaining(exp) -> dict[int, dict[str, float]]:
     from open_lth_concave.pruning.mask import Mask
     if not exp.replicates:
         return {}
-    rep = exp.path / f"replicate_{min(exp.replicates)}"
+    rep = layout.replicate_dir(exp.path, min(exp.replicates))
     out = {}
     for level in _levels(exp):
         try:
-            mask = Mask.load(rep / f"level_{level}" / "main" / "mask.pth")
+            mask = Mask.load(layout.main_dir(rep, level) / layout.MASK)
         except Exception:   # noqa: BLE001 - left out
             continue
         out[level] = {n: 100 * float(v.float().mean()) for n, v in mask.items()}

@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import io, layout
 from open_lth_concave.report import names
 
 
 def _load(folder: Path) -> dict:
-    data = io.load_json(folder / "comparison.json")
+    data = io.load_json(folder / layout.comparison_file("json"))
     data["_folder"] = folder
     return data
 
@@ -49,7 +49,7 @@ def render(comparisons: list[dict], page: Path) -> str:
         finals = "<br>".join(f"{names.strategy_name(s['label'])}: {_final(s)}" for s in c["strategies"])
         lines.append(f"| {c.get('preset') or folder.name} | {names.model_name(first['model'])} | "
                      f"{names.dataset_name(first['dataset'])} | {finals} | "
-                     f"[table]({_rel(folder / 'comparison.md', page)}) | [plot]({_rel(folder / 'comparison.png', page)}) |")
+                     f"[table]({_rel(folder / layout.comparison_file('md'), page)}) | [plot]({_rel(folder / layout.comparison_file('png'), page)}) |")
     lines += ["", "## Times (as the paper's Table III)", "",
               "Time to find the sparse network = the levels' mask searches (for IMP: the ticket trainings its "
               "searches consume); training time = the final ticket's training. Means over replicates.", "",
@@ -67,13 +67,13 @@ def render(comparisons: list[dict], page: Path) -> str:
                          f"{names.duration(s['final_ticket_seconds_mean'])} |")
     for c in comparisons:
         folder = c["_folder"]
-        md = (folder / "comparison.md").read_text().splitlines()
+        md = (folder / layout.comparison_file("md")).read_text().splitlines()
         body = [line for line in md[1:] if not line.startswith("![")]
         lines += ["", f"## {c.get('preset') or folder.name}: {c['title']}", ""]
         if c.get("preset_description"):
             lines += [f"*{c['preset_description']}*", ""]
         lines += body
-        lines += [f"![{c['title']}]({_rel(folder / 'comparison.png', page)})",
+        lines += [f"![{c['title']}]({_rel(folder / layout.comparison_file('png'), page)})",
                   "", f"Files: [{folder.name}]({_rel(folder, page)})"]
     return "\n".join(lines) + "\n"
 
@@ -81,12 +81,12 @@ def render(comparisons: list[dict], page: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m open_lth_concave.report.paper_summary",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", help="Comparison folders (holding comparison.json).")
+    parser.add_argument("dirs", nargs="+", help=f"Comparison folders (holding {layout.comparison_file('json')}).")
     parser.add_argument("--output", required=True, help="The Markdown page to write.")
     args = parser.parse_args(argv)
-    missing = [d for d in args.dirs if not (Path(d) / "comparison.json").exists()]
+    missing = [d for d in args.dirs if not (Path(d) / layout.comparison_file("json")).exists()]
     if missing:
-        print(f"paper_summary: error: no comparison.json in {missing[0]}: run `open_lth compare` first", file=sys.stderr)
+        print(f"paper_summary: error: no {layout.comparison_file('json')} in {missing[0]}: run `open_lth compare` first", file=sys.stderr)
         return 2
     page = Path(args.output)
     text = render([_load(Path(d)) for d in args.dirs], page)

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import io, layout
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.foundations.record import HPARAMS_FILE, read_record
-from open_lth_concave.lottery.runner import level_row
+from open_lth_concave.results import level_row
 
-_REPLICATE = re.compile(r"replicate_(\d+)")
-_LEVEL = re.compile(r"level_(\d+)")
 
 
 @dataclass
@@ -47,19 +45,17 @@ class Experiment:
         return (self.hparams.get("model_hparams") or {}).get("model_name", "?")
 
 
-def replicate_number(path: Path) -> Optional[int]:
-    match = _REPLICATE.fullmatch(path.name)
-    return int(match.group(1)) if match else None
+replicate_number = layout.replicate_number
 
 
 def read_replicate(replicate_dir: Path, levels: Optional[int] = None) -> list[dict]:
     """Level rows (level_row's dict) for every level that has a mask, in level order."""
     found = []
-    for level_dir in replicate_dir.glob("level_*"):
-        match = _LEVEL.fullmatch(level_dir.name)
-        if match and (level_dir / "main" / "sparsity_report.json").exists():
-            found.append(int(match.group(1)))
-    rows = [level_row(replicate_dir / f"level_{lv}" / "main", lv) for lv in sorted(found)
+    for level_dir in replicate_dir.glob(layout.LEVEL_GLOB):
+        number = layout.level_number(level_dir)
+        if number is not None and (level_dir / layout.MAIN / layout.SPARSITY_REPORT).exists():
+            found.append(number)
+    rows = [level_row(layout.main_dir(replicate_dir, lv), lv) for lv in sorted(found)
             if levels is None or lv <= levels]
     return rows
 
@@ -72,7 +68,7 @@ def read_experiment(path: Path, replicates: Optional[list[int]] = None, levels: 
         only = [replicate_number(path)]
         path = path.parent
     hparams_file = path / HPARAMS_FILE
-    logs = sorted(path.glob("replicate_*/level_0/main/hparams.log"))
+    logs = sorted(path.glob(f"{layout.REPLICATE_GLOB}/{layout.main_dir('', 0).as_posix()}/{layout.HPARAMS_LOG}"))
     if hparams_file.exists():
         exp = Experiment(path, read_record(hparams_file))
     elif logs:
@@ -83,10 +79,10 @@ def read_experiment(path: Path, replicates: Optional[list[int]] = None, levels: 
         exp = Experiment(path, parse_hparams_log(text), source=str(logs[0].relative_to(path)))
     else:
         raise HparamError(f"no lottery runs in {path}: expected a lottery_<hash> experiment folder "
-                          "(with hparams.json, or open_lth's replicate_<N>/level_0/main/hparams.log) or one of "
+                          f"(with {layout.HPARAMS_RECORD}, or open_lth's replicate_<N>/level_0/main/{layout.HPARAMS_LOG}) or one of "
                           "its replicate_<N> folders")
     wanted = only or replicates
-    for rep_dir in sorted(path.glob("replicate_*"), key=lambda p: replicate_number(p) or 0):
+    for rep_dir in sorted(path.glob(layout.REPLICATE_GLOB), key=lambda p: replicate_number(p) or 0):
         number = replicate_number(rep_dir)
         if number is None or (wanted is not None and number not in wanted):
             continue
@@ -136,7 +132,7 @@ def read_experiments(paths: list[Path]) -> list[Experiment]:
         exp = read_experiment(p)
         if not exp.replicates:
             raise HparamError(f"no lottery runs in {p}: no replicate has a finished level (level_<L>/main with "
-                              "sparsity_report.json)")
+                              f"{layout.SPARSITY_REPORT})")
         key = exp.path.resolve()
         if key in merged:
             merged[key].replicates.update(exp.replicates)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.report import names
 from open_lth_concave.report.runs import Experiment, read_experiment
@@ -18,7 +19,7 @@ from open_lth_concave.report.runs import Experiment, read_experiment
 def hparams_text(exp: Experiment) -> str:
     """The banner's hyperparameter text (level 0's hparams.log), else the non-empty groups of hparams.json."""
     for rep in sorted(exp.replicates):
-        log = exp.path / f"replicate_{rep}" / "level_0" / "main" / "hparams.log"
+        log = layout.main_dir(layout.replicate_dir(exp.path, rep), 0) / layout.HPARAMS_LOG
         try:
             return log.read_text().rstrip()
         except (OSError, UnicodeDecodeError):  # missing or damaged (the next run writes it again): use the record
@@ -61,7 +62,7 @@ def platforms_text(replicate_dir: Path) -> str:
     line); runs without a record (made before it existed, or by open_lth) are listed as not recorded."""
     from open_lth_concave.platform import record
     runs: dict[str, list[str]] = {}
-    for folder in sorted({p.parent for p in replicate_dir.rglob("model_ep*_it*.pth")} |
+    for folder in sorted({p.parent for p in replicate_dir.rglob(layout.MODEL_GLOB)} |
                          {p.parent for p in replicate_dir.rglob(record.FILE)}, key=_run_order):
         line = record.summary(folder) or "not recorded"
         runs.setdefault(line, []).append(str(folder.relative_to(replicate_dir)))
@@ -78,7 +79,7 @@ def pruning_notes(strategy: str, replicate_dir: Path, levels: list[int]) -> str:
         return ""
     lines = []
     for level in levels:
-        folder = replicate_dir / f"level_{level}" / "pruning"
+        folder = layout.level_dir(replicate_dir, level) / layout.PRUNING
         if level > 0 and folder.is_dir():
             lines += [f"- level {level}: {note}" for note in cls.level_notes(folder)]
     return "\n".join(lines)
@@ -88,10 +89,10 @@ def branches_text(replicate_dir: Path) -> str:
     """One line per branch folder of the replicate's levels: name, arguments, remaining weights, accuracy."""
     from open_lth_concave.branches.base import describe_arguments, result
     lines = []
-    for folder in sorted(replicate_dir.glob("level_*/lottery_branch_*"), key=_run_order):
+    for folder in sorted(replicate_dir.glob(f"{layout.LEVEL_GLOB}/{layout.BRANCH_PREFIX}*"), key=_run_order):
         r = result(folder)
-        level = folder.parent.name[len("level_"):]
-        name = (r or {}).get("record", {}).get("branch") or folder.name[len("lottery_branch_"):].rsplit("_", 1)[0]
+        level = layout.level_name(folder.parent)
+        name = (r or {}).get("record", {}).get("branch") or folder.name[len(layout.BRANCH_PREFIX):].rsplit("_", 1)[0]
         if r is None:
             lines.append(f"- level {level}: {name}: no result yet ({folder.name})")
             continue
@@ -103,19 +104,18 @@ def branches_text(replicate_dir: Path) -> str:
 
 
 def _run_order(folder: Path) -> tuple:
-    level = next((p for p in folder.parts if p.startswith("level_")), "level_")
-    number = level[6:]
-    return (0 if number == "pretrain" else 1, int(number) if number.isdigit() else -1, str(folder))
+    number = next((n for n in map(layout.level_name, (folder, *folder.parents)) if n is not None), "")
+    return (0 if number == layout.PRETRAIN_LEVEL else 1, int(number) if number.isdigit() else -1, str(folder))
 
 
 def render(exp: Experiment) -> str:
-    source = [] if exp.source == "hparams.json" else \
+    source = [] if exp.source == layout.HPARAMS_RECORD else \
         ["", f"(written by open_lth: hyperparameters from {exp.source}, non-default values only)"]
     parts = [f"# {exp.name}: {names.strategy_name(exp.strategy)} ({exp.strategy}), "
              f"{names.model_name(exp.model)} on {names.dataset_name(exp.dataset)}", "", "## Hyperparameters", "",
              hparams_text(exp)] + source
     for rep, rows in sorted(exp.replicates.items()):
-        rep_dir = exp.path / f"replicate_{rep}"
+        rep_dir = layout.replicate_dir(exp.path, rep)
         parts += ["", f"## Replicate {rep}", "", levels_table(rows)]
         notes = pruning_notes(exp.strategy, rep_dir, [r["level"] for r in rows])
         if notes:
@@ -127,7 +127,7 @@ def render(exp: Experiment) -> str:
         if platforms:
             parts += ["", "Platform and versions of each run:", "", platforms]
         last = rows[-1]["level"]
-        mask_file = rep_dir / f"level_{last}" / "main" / "mask.pth"
+        mask_file = layout.main_dir(rep_dir, last) / layout.MASK
         if mask_file.exists():
             parts += ["", f"Per-layer sparsity of the final ticket (level {last}):", "", layers_table(mask_file)]
     return "\n".join(parts) + "\n"
@@ -136,7 +136,7 @@ def render(exp: Experiment) -> str:
 def render_comparison(folder: Path) -> str:
     """A `compare_` folder: its table (comparison.md) and the files beside it."""
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    return (f"# {folder.name}\n\n" + (folder / "comparison.md").read_text().rstrip() + "\n\nFiles: " +
+    return (f"# {folder.name}\n\n" + (folder / layout.comparison_file("md")).read_text().rstrip() + "\n\nFiles: " +
             ", ".join(files) + "\n")
 
 
@@ -145,23 +145,24 @@ def render_training(folder: Path) -> str:
     training time and platform."""
     from open_lth_concave.foundations import io
     from open_lth_concave.training.metric_logger import MetricLogger
-    replicates = sorted((p for p in folder.glob("replicate_*") if p.name[10:].isdigit()), key=lambda p: int(p.name[10:]))
-    logs = [r / "main" / "hparams.log" for r in replicates if (r / "main" / "hparams.log").is_file()]
+    replicates = sorted((p for p in folder.glob(layout.REPLICATE_GLOB) if layout.replicate_number(p) is not None),
+                        key=layout.replicate_number)
+    logs = [r / layout.MAIN / layout.HPARAMS_LOG for r in replicates if (r / layout.MAIN / layout.HPARAMS_LOG).is_file()]
     parts = [f"# {folder.name}: dense training", "", "## Hyperparameters", "",
-             logs[0].read_text().rstrip() if logs else "(no hparams.log)", "",
+             logs[0].read_text().rstrip() if logs else f"(no {layout.HPARAMS_LOG})", "",
              "| Replicate | Test accuracy (%) | Last iteration | Training | Platform |", "|---:|---:|---:|---:|---|"]
     from open_lth_concave.platform import record
     for rep in replicates:
-        main = rep / "main"
+        main = rep / layout.MAIN
         accuracy, last = None, None
         try:
-            logger = MetricLogger.load(main / "logger")
+            logger = MetricLogger.load(main / layout.LOGGER)
             accuracy = logger.last("test_accuracy")
             last = max((it for it, _ in logger.get("test_accuracy")), default=None)
         except Exception:   # noqa: BLE001 - missing or damaged logger: shown as not trained
             pass
-        timing = io.load_json(main / "timing.json") if (main / "timing.json").is_file() else {}
-        parts.append(f"| {rep.name[10:]} | {_acc(accuracy)} | {last if last is not None else '—'} | "
+        timing = io.load_json(main / layout.TIMING) if (main / layout.TIMING).is_file() else {}
+        parts.append(f"| {layout.replicate_number(rep)} | {_acc(accuracy)} | {last if last is not None else '—'} | "
                      f"{names.duration(timing.get('seconds'))} | {record.summary(main) or 'not recorded'} |")
     return "\n".join(parts) + "\n"
 
@@ -171,16 +172,17 @@ def summarize(path: Path, figures: Optional[str] = None) -> None:
     replicate); `figures`: also draws the run's figures into that folder."""
     if not path.is_dir():
         raise HparamError(f"no lottery runs in {path}: not a folder")
-    if (path / "comparison.md").is_file():
+    if (path / layout.comparison_file("md")).is_file():
         print(render_comparison(path), end="")
         return
-    if path.name.startswith("train_") or (path.name.startswith("replicate_") and (path / "main").is_dir()
-                                          and path.parent.name.startswith("train_")):
-        print(render_training(path if path.name.startswith("train_") else path.parent), end="")
+    train = layout.experiment_name(layout.TRAIN_PREFIX, "")
+    if path.name.startswith(train) or (layout.replicate_number(path) is not None and (path / layout.MAIN).is_dir()
+                                       and path.parent.name.startswith(train)):
+        print(render_training(path if path.name.startswith(train) else path.parent), end="")
         return
     exp = read_experiment(path)
     if not exp.replicates:
-        raise HparamError(f"no lottery runs in {path}: no replicate has a level with sparsity_report.json")
+        raise HparamError(f"no lottery runs in {path}: no replicate has a level with {layout.SPARSITY_REPORT}")
     print(render(exp), end="")
     if figures:
         from open_lth_concave.report.figures import write_figures

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from open_lth_concave.foundations import io
+from open_lth_concave.foundations import io, layout
 from open_lth_concave.report import names
 from open_lth_concave.report.runs import Experiment
 
@@ -56,11 +56,11 @@ def timed_platforms(exp: Experiment) -> list[str]:
     from open_lth_concave.platform import record
     found: list[str] = []
     for rep in sorted(exp.replicates):
-        rep_dir = exp.path / f"replicate_{rep}"
+        rep_dir = layout.replicate_dir(exp.path, rep)
         for row in exp.replicates[rep]:
-            level_dir = rep_dir / f"level_{row['level']}"
-            for run in (level_dir / "main", level_dir / "pruning" / "search"):
-                if not (run / "timing.json").exists():
+            level_dir = layout.level_dir(rep_dir, row["level"])
+            for run in (level_dir / layout.MAIN, level_dir / layout.PRUNING / layout.SEARCH):
+                if not (run / layout.TIMING).exists():
                     continue
                 line = record.summary(run)
                 line = "not recorded" if line is None else line.split("; torch")[0]
@@ -159,7 +159,7 @@ def test_examples(exp: Experiment) -> Optional[int]:
     """How many test images level 0 was evaluated on (its logger's test_examples), None when not recorded."""
     from open_lth_concave.training.metric_logger import MetricLogger
     for rep in sorted(exp.replicates):
-        logger = exp.path / f"replicate_{rep}" / "level_0" / "main" / "logger"
+        logger = layout.main_dir(layout.replicate_dir(exp.path, rep), 0) / layout.LOGGER
         try:
             n = MetricLogger.load(logger).last("test_examples")
         except Exception:   # noqa: BLE001 - missing or damaged: not recorded
@@ -250,11 +250,12 @@ def write_all(stats: list[StrategyStats], experiments: list[Experiment], out_dir
     heading = title(experiments)
     markdown = to_markdown(stats, heading)
     out_dir.mkdir(parents=True, exist_ok=True)
-    io.save_text(to_csv(stats), out_dir / "comparison.csv")
-    io.save_text(markdown + "\n![Test accuracy vs remaining weights](comparison.png)\n", out_dir / "comparison.md")
-    io.save_json(to_json(stats, heading, extra), out_dir / "comparison.json")
+    png = layout.comparison_file("png")
+    io.save_text(to_csv(stats), out_dir / layout.comparison_file("csv"))
+    io.save_text(markdown + f"\n![Test accuracy vs remaining weights]({png})\n", out_dir / layout.comparison_file("md"))
+    io.save_json(to_json(stats, heading, extra), out_dir / layout.comparison_file("json"))
     counts = [n for n in (test_examples(e) for e in experiments) if n]
-    plot_comparison(stats, heading, out_dir / "comparison.png", test_images=min(counts) if counts else None)
+    plot_comparison(stats, heading, out_dir / png, test_images=min(counts) if counts else None)
     from open_lth_concave.report.figures import write_figures
     write_figures(experiments, [s.label for s in stats], out_dir)
     return markdown

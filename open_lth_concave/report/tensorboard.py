@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.hparams import HparamError
 
-FOLDER = "tensorboard"
+FOLDER = layout.TENSORBOARD
 
 
 def check_available() -> None:
@@ -25,7 +26,7 @@ def check_available() -> None:
 
 
 def _runs(root: Path) -> list[Path]:
-    return sorted({p.parent for p in root.rglob("logger") if FOLDER not in p.parts})
+    return sorted({p.parent for p in root.rglob(layout.LOGGER) if FOLDER not in p.parts})
 
 
 def write_events(root: Path) -> Path:
@@ -43,7 +44,7 @@ def write_events(root: Path) -> Path:
         shutil.rmtree(out)
     for run in _runs(root):
         try:
-            logger = MetricLogger.load(run / "logger")
+            logger = MetricLogger.load(run / layout.LOGGER)
         except Exception:   # noqa: BLE001 - a damaged logger: nothing to show for that run
             continue
         writer = SummaryWriter(log_dir=str(out / run.relative_to(root)))
@@ -51,7 +52,7 @@ def write_events(root: Path) -> Path:
             for name in logger_names(logger):
                 for iteration, value in logger.get(name):
                     writer.add_scalar(name, float(value), int(iteration))
-            final = run / "strategy_final.pth"
+            final = run / layout.STRATEGY_FINAL
             if final.exists():
                 state = io.load_torch(final)
                 masks = state.get("relaxed_mask") if isinstance(state, dict) else None

@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from open_lth_concave.foundations import distributed, io, validate
+from open_lth_concave.foundations import distributed, io, layout, validate
 from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask
+from open_lth_concave.results import model_path
 from open_lth_concave.training.metric_logger import MetricLogger
 from open_lth_concave.training import optimizers
 from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn, set_lr
@@ -62,14 +63,6 @@ class TrainJob:
     quiet: bool = False
     evaluate_only_at_end: bool = False
     label: str = "train"              # shown in messages (e.g. "level 2 search")
-
-
-def model_path(output_dir: Path, step: Step) -> Path:
-    return Path(output_dir) / f"model_{step.ep_it_str}.pth"
-
-
-def is_finished(output_dir: Path, end_step: Step) -> bool:
-    return model_path(output_dir, end_step).exists()
 
 
 @torch.no_grad()
@@ -130,11 +123,11 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         model = model.to(memory_format=torch.channels_last)
     strategy = job.make_strategy(model, job.mask)
     end_file = model_path(out, job.end_step)
-    strategy_file = out / "strategy_final.pth"
+    strategy_file = out / layout.STRATEGY_FINAL
     # a zero-length run (e.g. --training_steps=0ep) ends where it starts: its end file is its start file (level 0's is
     # the rewind point), so only a logger tells that it ran, and that file is never removed or rewritten
     zero_length = job.start_step == job.end_step
-    if end_file.exists() and not (zero_length and not (out / "logger").exists()):  # finished before: reuse
+    if end_file.exists() and not (zero_length and not (out / layout.LOGGER).exists()):  # finished before: reuse
         initial = _cpu_state(model)
         try:  # read and check everything before touching the model, so a damaged file leaves it at the start
             end_state, strategy_state = _read_finished(job, model, end_file, strategy_file, device)
@@ -161,7 +154,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     lr_factor = lr_factor_fn(hp, ipe)
     logger = MetricLogger()
     step, elapsed = job.start_step, 0.0
-    checkpoint = out / "checkpoint.pth"
+    checkpoint = out / layout.CHECKPOINT
     state = _load_checkpoint(checkpoint, device, job, model)
     if state is not None:
         try:  # the optimizer's and strategy's states first: the model is only touched once they fit
@@ -287,14 +280,14 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
         if not evaluated(step):
             evaluate_now(step)
 
-    logger.save(out / "logger")
+    logger.save(out / layout.LOGGER)
     state = strategy.state_dict()
     if state:
         io.save_torch(state, strategy_file)
     timing = {"seconds": time.time() - t0, "iterations": step.iteration - job.start_step.iteration}
     if step < job.end_step:   # the strategy ended the run early; its final model holds this step's weights
         timing["stopped_at"] = step.iteration
-    io.save_json(timing, out / "timing.json")
+    io.save_json(timing, out / layout.TIMING)
     distributed.broadcast_buffers(model)
     if not (zero_length and end_file.exists()):
         io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
@@ -367,7 +360,7 @@ def _read_finished(job: TrainJob, model: nn.Module, end_file: Path, strategy_fil
             raise io.CorruptFileError(f"cannot use {end_file}: weights of {name} that the mask prunes are not zero")
     strategy_state = io.load_torch(strategy_file, map_location=device) if strategy_file.exists() else None
     last = job.end_step.iteration
-    timing_file = out / "timing.json"
+    timing_file = out / layout.TIMING
     if timing_file.exists():  # runs made before it existed (and open_lth's) have none
         start = job.start_step.iteration
         timing = validate.record(io.load_json(timing_file), timing_file, {
@@ -378,14 +371,10 @@ def _read_finished(job: TrainJob, model: nn.Module, end_file: Path, strategy_fil
         if last != job.end_step.iteration and timing.get("stopped_at") != last:
             raise io.CorruptFileError(f"cannot use {timing_file}: {timing['iterations']} iterations, the run has "
                                       f"{job.end_step.iteration - start}")
-    check_logger(MetricLogger.load(out / "logger"), out / "logger", last)
+    check_logger(MetricLogger.load(out / layout.LOGGER), out / layout.LOGGER, last)
     return end_state, strategy_state
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
-
-def load_final_metrics(output_dir: Path) -> dict[str, Optional[float]]:
-    logger = MetricLogger.load(Path(output_dir) / "logger")
-    return {"test_accuracy": logger.last("test_accuracy"), "test_loss": logger.last("test_loss")}

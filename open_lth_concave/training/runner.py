@@ -5,7 +5,8 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from open_lth_concave.foundations import io
+from open_lth_concave import results
+from open_lth_concave.foundations import io, layout
 from open_lth_concave.foundations.desc import TrainingDesc
 from open_lth_concave.foundations.lock import ExperimentLock
 from open_lth_concave.foundations.record import record_or_check
@@ -29,7 +30,7 @@ class TrainingRunner:
 
     @property
     def output_dir(self) -> Path:
-        return self.desc.run_path(self.root, self.replicate) / "main"
+        return self.desc.run_path(self.root, self.replicate) / layout.MAIN
 
     def run(self) -> dict:
         data = make_data(self.desc.dataset_hparams, self.desc.training_hparams, self.replicate, self.platform)
@@ -41,7 +42,7 @@ class TrainingRunner:
         model = make_model(self.desc.model_hparams, data.spec, self.replicate)
         record_or_check(self.desc, self.output_dir.parent.parent, warn=loop.warn)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        io.save_text(self.desc.display() + "\n", self.output_dir / "hparams.log")
+        io.save_text(self.desc.display() + "\n", self.output_dir / layout.HPARAMS_LOG)
         strategy_cls = training_strategies.get(self.desc.training_hparams.training_strategy)
         if self.desc.training_strategy_hparams is not None:   # the strategy's own flags
             strategy_cls = functools.partial(strategy_cls, hparams=self.desc.training_strategy_hparams)
@@ -51,7 +52,7 @@ class TrainingRunner:
                             evaluate_only_at_end=self.evaluate_only_at_end)
         with ExperimentLock(self.output_dir.parent):
             loop.train(job)
-        return loop.load_final_metrics(self.output_dir)
+        return results.load_final_metrics(self.output_dir)
 
 
 def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[int], platform: Platform,
@@ -76,7 +77,7 @@ def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[i
     data = {r.replicate: make_data(desc.dataset_hparams, desc.training_hparams, r.replicate, platform) for r in runners}
     end = Step.from_str(desc.training_hparams.training_steps, data[replicates[0]].iterations_per_epoch)
     record_or_check(desc, runners[0].output_dir.parent.parent, warn=loop.warn)
-    todo = [r for r in runners if not loop.is_finished(r.output_dir, end)]
+    todo = [r for r in runners if not results.is_finished(r.output_dir, end)]
     if not quiet:
         print(banner(f"Training Experiment (Replicates {replicates[0]}-{replicates[-1]} together)", desc.display(),
                      runners[0].output_dir.parent.parent, platform, desc.training_hparams), flush=True)
@@ -84,17 +85,16 @@ def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[i
         for r in todo:
             r.output_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(ExperimentLock(r.output_dir.parent))
-        todo = [r for r in todo if not loop.is_finished(r.output_dir, end)]   # another process may have finished some
+        todo = [r for r in todo if not results.is_finished(r.output_dir, end)]   # another process may have finished some
         if todo:
             models = []
             for r in todo:
-                io.save_text(desc.display() + "\n", r.output_dir / "hparams.log")
+                io.save_text(desc.display() + "\n", r.output_dir / layout.HPARAMS_LOG)
                 model = make_model(desc.model_hparams, data[r.replicate].spec, r.replicate)
                 io.save_torch({k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                              loop.model_path(r.output_dir, Step.zero(end.iterations_per_epoch)))
+                              results.model_path(r.output_dir, Step.zero(end.iterations_per_epoch)))
                 models.append(model)
-            names = "_".join(str(r.replicate) for r in todo)
-            checkpoint = todo[0].output_dir / f"stacked_checkpoint_{names}.pth"
+            checkpoint = todo[0].output_dir / layout.stacked_checkpoint([r.replicate for r in todo])
             used = platform_record.current(platform, desc.training_hparams.apex_fp16)
             for r in todo:  # a resumed stacked run keeps its earlier sessions (it restarts at an epoch boundary)
                 platform_record.start_session(r.output_dir, used, 0, resumed=checkpoint.exists())
@@ -105,7 +105,7 @@ def train_replicates_together(desc: TrainingDesc, root: Path, replicates: list[i
                 logger.add("test_loss", end.iteration, loss)
                 logger.add("test_accuracy", end.iteration, acc)
                 logger.add("test_examples", end.iteration, data[r.replicate].test.num_examples)
-                logger.save(r.output_dir / "logger")
-                io.save_json({"trained_together_with": [t.replicate for t in todo]}, r.output_dir / "stacked.json")
-                io.save_torch(model.state_dict(), loop.model_path(r.output_dir, end))   # last: marks it finished
-    return {r.replicate: loop.load_final_metrics(r.output_dir) for r in runners}
+                logger.save(r.output_dir / layout.LOGGER)
+                io.save_json({"trained_together_with": [t.replicate for t in todo]}, r.output_dir / layout.STACKED_RECORD)
+                io.save_torch(model.state_dict(), results.model_path(r.output_dir, end))   # last: marks it finished
+    return {r.replicate: results.load_final_metrics(r.output_dir) for r in runners}

@@ -114,6 +114,7 @@ def search_level(our_cls: type, h: Any, current_mask: Any, lottery: Any, level: 
     from platforms.platform import get_platform
     from pruning.mask import Mask as UpMask
 
+    from open_lth_concave.foundations import layout
     from open_lth_concave.foundations.step import Step
     from open_lth_concave.pruning.mask import Mask
     from open_lth_concave.pruning.strategy import PruningContext
@@ -141,8 +142,8 @@ def search_level(our_cls: type, h: Any, current_mask: Any, lottery: Any, level: 
     our_start, our_end = Step(int(start.iteration), ipe), Step(int(end.iteration), ipe)
     ctx = PruningContext(
         level=level, current_mask=Mask({k: v.detach().float().cpu() for k, v in current_mask.items()}),
-        artifacts_dir=level_dir(level) / "pruning",
-        previous_artifacts_dir=level_dir(level - 1) / "pruning" if level > 1 else None,
+        artifacts_dir=level_dir(level) / layout.PRUNING,
+        previous_artifacts_dir=level_dir(level - 1) / layout.PRUNING if level > 1 else None,
         trained_model=lambda: load(level - 1, end), rewind_model=lambda: load(0, start),
         train=functools.partial(train_search, lottery, level, h.pruning_strategy),
         training_hparams=our_training_hparams(desc.training_hparams), start_step=our_start, end_step=our_end,
@@ -162,7 +163,7 @@ def train_search(lottery: Any, level: int, strategy_name: str, model: Any, mask:
     from training import standard_callbacks
     from training import train as up_train
 
-    from open_lth_concave.foundations import io
+    from open_lth_concave.foundations import io, layout
     from open_lth_concave.training.strategy import TrainResult
     platform = get_platform()
     model.to(platform.torch_device)
@@ -184,7 +185,7 @@ def train_search(lottery: Any, level: int, strategy_name: str, model: Any, mask:
         evaluate_every_epoch=lottery.evaluate_every_epoch)
     began = time.time()
     up_train.train(desc.training_hparams, searched, train_loader, str(output_dir), callbacks, start_step=start)
-    io.save_json({"seconds": time.time() - began}, output_dir / "timing.json")
+    io.save_json({"seconds": time.time() - began}, output_dir / layout.TIMING)
     return TrainResult(model, strategy)
 
 
