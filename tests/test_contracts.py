@@ -449,3 +449,14 @@ def test_a_redeclared_field_keeps_a_range(key, cls):
             if field.metadata.get("range") is not None and field.name in own:
                 assert own[field.name].metadata.get("range") is not None, \
                     f"{key}: {field.name} lost the range {field.metadata['range']} declared by {base.__name__}"
+
+
+def test_the_soft_mask_training_strategy_refuses_a_negative_lambda(tmp_path, capsys):
+    """`open_lth train --training_strategy=soft_mask --regularization_lambda=-1` trained (a penalty that
+    rewards large masks) before its field declared a range."""
+    root = tmp_path / "results"
+    argv = ["train", "--default_hparams=digits_lenet_16", "--training_strategy=soft_mask",
+            "--regularization_lambda=-1", "--training_steps=2it", "--threads=1", "--quiet", f"--root={root}"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith("error: invalid --regularization_lambda -1.0: must be >= 0")
+    assert not root.exists()

@@ -33,7 +33,8 @@ class SoftMaskHparams(MaskOptimizerHparams):
     _group_name: ClassVar[str] = "Soft Mask Hyperparameters"
 
     regularizer: str = hp("log", "The concave penalty r (a registered regularizer).")
-    regularization_lambda: Optional[float] = hp(None, "lambda of Eq. 2 (default: the regularizer's own).")
+    regularization_lambda: Optional[float] = hp(None, "lambda of Eq. 2 (default: the regularizer's own).",
+                                                range=">= 0")
     threshold: float = with_default("threshold", DEFAULT_THRESHOLD["paper"],
                                     "alpha: only used here for the logged fraction of masks >= alpha.")
     mask_lr: Optional[float] = with_default("mask_lr", None, "Mask learning rate (default: the training lr).")
