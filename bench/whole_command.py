@@ -2,12 +2,17 @@
 conventional PyTorch script doing the same job, each a fresh process, run alternately.
 
     python bench/whole_command.py [--epochs 10] [--rounds 3] [--threads 1] [--before DIR] [--profile]
+                                  [--upstream CHECKOUT [--upstream_pythonpath PATH]]
 
 Ours: `python -m open_lth_concave train --default_hparams=mnist_lenet_300_100 --training_steps=<E>ep
 --threads=T --quiet` into a fresh results root (startup, dataset preparation, training, an evaluation
 at every epoch start and at the end, a checkpoint at every epoch boundary, the logger, the final
 model: everything the command does). `--before DIR`: also the same command run from another copy of
 the package (e.g. `git archive <commit> | tar -x -C DIR`), to compare versions side by side.
+`--upstream CHECKOUT`: also open_lth itself (facebookresearch/open_lth), `python open_lth.py train
+--default_hparams=mnist_lenet_300_100 --training_steps=<E>ep` in a copy of the checkout with our
+`compat` edits (what it needs to run on current PyTorch and NumPy), a fresh HOME per run (its results
+and datasets live there) and OMP_NUM_THREADS=T; the output adds the whole-command ratio upstream / ours.
 Reference (written here, `REFERENCE`): the conventional script for the same job: read the IDX
 files, a `Dataset` returning one normalized image at a time, `DataLoader`s (shuffle, batch 128 for
 training, 1000 for testing), an `nn.Sequential` LeNet-300-100 (same architecture and parameters),
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,22 +98,65 @@ torch.save(model.state_dict(), out / "model_final.pth")
 '''
 
 
-def ours_command(args, package_dir: Path | None, root: str) -> tuple[list[str], dict]:
+def ours_command(args, package_dir: Path | None, root: str, epochs: int) -> tuple[list[str], dict]:
     env = dict(os.environ)
     if package_dir is not None:
         env["PYTHONPATH"] = str(package_dir) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "open_lth_concave", "train", "--default_hparams=mnist_lenet_300_100",
-           f"--training_steps={args.epochs}ep", f"--threads={args.threads}", "--quiet", f"--root={root}"]
+           f"--training_steps={epochs}ep", f"--threads={args.threads}", "--quiet", f"--root={root}"]
     return cmd, env
 
 
-def timed(cmd: list[str], env: dict, cwd: Path) -> float:
+def upstream_copy(checkout: Path, scratch: str) -> Path:
+    """A copy of an open_lth checkout with only the `compat` edits (patches/open_lth/compat.edits:
+    what it needs to run on current PyTorch and NumPy) applied by our own `upstream patch`; the given
+    checkout is left untouched."""
+    if not (checkout / "open_lth.py").is_file():
+        raise SystemExit(f"--upstream {checkout}: not an open_lth checkout (no open_lth.py in it)")
+    copy = Path(scratch) / "open_lth_upstream"
+    shutil.copytree(checkout, copy, ignore=shutil.ignore_patterns(".git", "__pycache__"))
+    patch = [sys.executable, "-m", "open_lth_concave", "upstream", "patch", str(copy), "--only", "compat"]
+    result = subprocess.run(patch, cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"--upstream {checkout}: the compat edits do not apply: {result.stderr.strip()[-500:]}")
+    return copy
+
+
+def upstream_command(args, copy: Path, data: Path, run_dir: str, epochs: int) -> tuple[list[str], dict]:
+    """open_lth's own `train` for the same job: its results and datasets live under $HOME, so each run
+    gets a fresh HOME whose open_lth_datasets/mnist/MNIST/raw/ links to our MNIST files (else it would
+    find the previous run's model and skip training). open_lth has no thread flag: OMP_NUM_THREADS
+    gives it --threads."""
+    raw = Path(run_dir) / "open_lth_datasets" / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in data.iterdir():
+        (raw / f.name).symlink_to(f.resolve())
+    env = dict(os.environ, HOME=run_dir, OMP_NUM_THREADS=str(args.threads))
+    if args.upstream_pythonpath:
+        env["PYTHONPATH"] = args.upstream_pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "open_lth.py", "train", "--default_hparams=mnist_lenet_300_100",
+           f"--training_steps={epochs}ep"]
+    return cmd, env
+
+
+def timed(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def with_bytecode(env: dict, pycache: Path) -> dict:
+    """Python's bytecode cache on, kept in `pycache` (an installed package has its .pyc files; a
+    PYTHONDONTWRITEBYTECODE=1 environment would otherwise compile every module of every command anew).
+    The cache prefix applies to torch's modules too, so every command runs once untimed first."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return env | {"PYTHONPYCACHEPREFIX": str(pycache)}
 
 
 def profile(args) -> None:
@@ -152,6 +202,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--before", type=Path, default=None,
                         help="a folder holding another version's open_lth_concave package, run alongside")
+    parser.add_argument("--upstream", type=Path, default=None,
+                        help="an open_lth checkout (facebookresearch/open_lth): its `open_lth.py train` of the same job "
+                             "runs alongside (on a copy with our compat edits)")
+    parser.add_argument("--upstream_pythonpath", default=None,
+                        help="prepended to PYTHONPATH for open_lth's processes only (e.g. where its torchvision is)")
     parser.add_argument("--profile", action="store_true", help="also profile our command once (cProfile)")
     args = parser.parse_args()
     data = Path(os.environ.get("OPEN_LTH_DATASETS", Path.home() / "open_lth_datasets")) / "mnist"
@@ -163,26 +218,56 @@ def main() -> None:
         commands = {"ours": None, "reference": None}
         if args.before is not None:
             commands["ours (before)"] = None
-        times: dict[str, list[float]] = {name: [] for name in commands}
+        upstream = upstream_copy(args.upstream.resolve(), scratch) if args.upstream is not None else None
+        if upstream is not None:
+            commands["upstream open_lth"] = None
+        pycache = Path(scratch) / "pycache"
+
+        def command(name: str, epochs: int) -> tuple[list[str], dict, Path]:
+            run_dir = tempfile.mkdtemp(dir=scratch)
+            if name == "reference":
+                return ([sys.executable, str(script), str(data), run_dir, str(epochs), str(args.threads)],
+                        dict(os.environ), REPO)
+            if name == "upstream open_lth":
+                return (*upstream_command(args, upstream, data, run_dir, epochs), upstream)
+            package = args.before if name == "ours (before)" else REPO
+            return (*ours_command(args, package, run_dir, epochs), package)
+
         names = list(commands)
+        for name in names:   # untimed: fills the bytecode cache (torch's modules too) and the file cache
+            cmd, env, cwd = command(name, 1)
+            timed(cmd, with_bytecode(env, pycache), cwd)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         for r in range(args.rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
-                run_dir = tempfile.mkdtemp(dir=scratch)
-                if name == "reference":
-                    cmd, env = [sys.executable, str(script), str(data), run_dir, str(args.epochs), str(args.threads)], \
-                        dict(os.environ)
-                else:
-                    cmd, env = ours_command(args, args.before if name == "ours (before)" else REPO, run_dir)
-                times[name].append(timed(cmd, env, REPO if name != "ours (before)" else args.before))
-                print(f"round {r + 1}: {name} {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+                cmd, env, cwd = command(name, args.epochs)
+                wall, used = timed(cmd, with_bytecode(env, pycache), cwd)
+                times[name].append(wall)
+                cpu[name].append(used)
+                print(f"round {r + 1}: {name} {wall:.2f} s ({used:.2f} s CPU)", file=sys.stderr, flush=True)
     ref = statistics.median(times["reference"])
+    load = os.getloadavg()
     print(f"Whole command, {args.epochs} epochs of LeNet-300-100 on {data} ({args.threads} thread(s)), "
-          f"median of {args.rounds} alternated rounds, wall seconds per fresh process:")
-    print("| command | median s | all runs s | reference / this |\n|---|---|---|---|")
+          f"median of {args.rounds} alternated rounds, wall seconds per fresh process (and its CPU seconds, user + "
+          f"system), bytecode cached for every command; load average at the end {load[0]:.1f} / {load[1]:.1f} / "
+          f"{load[2]:.1f} on {os.cpu_count()} CPUs:")
+    up = statistics.median(times["upstream open_lth"]) if upstream is not None else None
+    print("| command | median s | all runs s | median CPU s | reference / this |" + (" upstream / this |" if up else "")
+          + "\n|---|---|---|---|---|" + ("---|" if up else ""))
     for name in names:
         med = statistics.median(times[name])
-        print(f"| {name} | {med:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} | {ref / med:.2f}x |")
+        print(f"| {name} | {med:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} | {statistics.median(cpu[name]):.2f} "
+              f"| {ref / med:.2f}x |" + (f" {up / med:.2f}x |" if up else ""))
+    if up:
+        per_round = [u / o for u, o in zip(times["upstream open_lth"], times["ours"])]
+        cpu_ratio = statistics.median(cpu["upstream open_lth"]) / statistics.median(cpu["ours"])
+        print(f"\nupstream open_lth / ours, whole command: {up / statistics.median(times['ours']):.2f}x wall (medians); "
+              f"per round: {', '.join(f'{r:.2f}' for r in per_round)}; {cpu_ratio:.2f}x in CPU seconds "
+              f"(goal: >= 3x). open_lth ran "
+              f"`open_lth.py train --default_hparams=mnist_lenet_300_100 --training_steps={args.epochs}ep` with "
+              f"OMP_NUM_THREADS={args.threads}, on a copy of {args.upstream} with the compat edits.")
     if args.profile:
         profile(args)
 

@@ -217,9 +217,13 @@ def test_a_plugin_that_fails_to_load_is_one_line_naming_it(tmp_path):
 WITHOUT_CONCAVE = '''
 import importlib.metadata as md, sys
 _entry_points = md.entry_points
+def _hide(eps):
+    return md.EntryPoints(e for e in eps if not e.value.startswith("open_lth_concave.concave"))
 def entry_points(**kw):   # the concave plug-in is not installed ...
     eps = _entry_points(**kw)
-    return md.EntryPoints(e for e in eps if not e.value.startswith("open_lth_concave.concave")) if "group" in kw else eps
+    if isinstance(eps, dict):   # Python < 3.12 without a group: {group: its entry points}
+        return md.SelectableGroups({g: _hide(v) for g, v in dict.items(eps)})
+    return _hide(eps)
 md.entry_points = entry_points
 class NoConcave:          # ... and its package cannot be imported at all
     def find_spec(self, name, path=None, target=None):
