@@ -45,6 +45,23 @@ def load_final_metrics(output_dir: Path) -> dict[str, Optional[float]]:
     return {"test_accuracy": logger.last("test_accuracy"), "test_loss": logger.last("test_loss")}
 
 
+def branch_result(output_dir: Path) -> Optional[dict]:
+    """A branch run's numbers read back (remaining weights of its mask, last test accuracy, its record
+    branch.json); None when it has no mask yet. Damaged files give None rather than an error."""
+    try:
+        mask = Mask.load(output_dir / layout.MASK)
+        unpruned = sum(int(v.sum().item()) for v in mask.values())
+        total = sum(v.numel() for v in mask.values())
+        logger = output_dir / layout.LOGGER
+        accuracy = MetricLogger.load(logger).last("test_accuracy") if logger.exists() else None
+        record = output_dir / layout.BRANCH_RECORD
+        rec = io.load_json(record) if record.exists() else {}
+    except Exception:   # noqa: BLE001 - a missing or damaged file: nothing to report
+        return None
+    return {"unpruned": unpruned, "total": total, "remaining": unpruned / total if total else 1.0,
+            "test_accuracy": accuracy, "record": rec}
+
+
 # ---- a lottery level folder ----------------------------------------------------------------------------------
 
 

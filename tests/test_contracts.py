@@ -361,14 +361,15 @@ def _required_arguments(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", BRANCHES)
 def test_branch_runs_on_a_trunk_level_records_itself_and_is_not_rerun(name, trunk, capsys):
-    from open_lth_concave.branches.base import RECORD, result
+    from open_lth_concave.branches.base import RECORD
+    from open_lth_concave.results import branch_result
     root, level_dir = trunk
     argv = ["lottery_branch", name, *TRUNK, "--levels=1", f"--root={root}", *_required_arguments(name)]
     assert cli.main(argv) == 0, capsys.readouterr().err
     (folder,) = level_dir.glob(f"lottery_branch_{name}_*")
     record = io.load_json(folder / RECORD)
     assert record["branch"] == name and record["level"] == 1
-    numbers = result(folder)
+    numbers = branch_result(folder)
     assert numbers is not None and 0 < numbers["remaining"] <= 1
     assert numbers["test_accuracy"] is not None and 0 <= numbers["test_accuracy"] <= 1
     trunk_mask = Mask.load(level_dir / "main" / "mask.pth")

@@ -101,27 +101,9 @@ def record(output_dir: Path, branch: Branch, args: Hparams, extra: dict[str, Hpa
                   "groups": {prefix: group.to_dict() for prefix, group in sorted(extra.items())}}, path)
 
 
-def result(output_dir: Path) -> Optional[dict]:
-    """A branch run's numbers read back (remaining weights of its mask, last test accuracy, its record);
-    None when it has no mask yet. Damaged files give None rather than an error."""
-    from open_lth_concave.foundations import io
-    from open_lth_concave.pruning.mask import Mask
-    from open_lth_concave.training.metric_logger import MetricLogger
-    try:
-        mask = Mask.load(output_dir / layout.MASK)
-        unpruned = sum(int(v.sum().item()) for v in mask.values())
-        total = sum(v.numel() for v in mask.values())
-        logger = output_dir / layout.LOGGER
-        accuracy = MetricLogger.load(logger).last("test_accuracy") if logger.exists() else None
-        rec = io.load_json(output_dir / RECORD) if (output_dir / RECORD).exists() else {}
-    except Exception:   # noqa: BLE001 - a missing or damaged file: nothing to report
-        return None
-    return {"unpruned": unpruned, "total": total, "remaining": unpruned / total if total else 1.0,
-            "test_accuracy": accuracy, "record": rec}
-
-
 def result_line(level: int, name: str, output_dir: Path) -> str:
-    r = result(output_dir)
+    from open_lth_concave.results import branch_result
+    r = branch_result(output_dir)
     if r is None:
         return f"Level {level} branch {name}: no result in {output_dir}"
     acc = "not trained" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"

@@ -87,10 +87,11 @@ def pruning_notes(strategy: str, replicate_dir: Path, levels: list[int]) -> str:
 
 def branches_text(replicate_dir: Path) -> str:
     """One line per branch folder of the replicate's levels: name, arguments, remaining weights, accuracy."""
-    from open_lth_concave.branches.base import describe_arguments, result
+    from open_lth_concave.branches.base import describe_arguments
+    from open_lth_concave.results import branch_result
     lines = []
     for folder in sorted(replicate_dir.glob(f"{layout.LEVEL_GLOB}/{layout.BRANCH_PREFIX}*"), key=_run_order):
-        r = result(folder)
+        r = branch_result(folder)
         level = layout.level_name(folder.parent)
         name = (r or {}).get("record", {}).get("branch") or folder.name[len(layout.BRANCH_PREFIX):].rsplit("_", 1)[0]
         if r is None:
