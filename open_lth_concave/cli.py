@@ -31,6 +31,11 @@ def loop_errors():
     return (TrainingDiverged, PruningError), Interrupted
 
 
+def _print_output_dirs(job: jobs.Job) -> None:   # --display_output_location
+    for folder in job.output_dirs():
+        print(folder)
+
+
 def _print_tensorboard(job: jobs.Job) -> None:
     for folder in job.write_tensorboard():
         print(f"TensorBoard events written to {folder}")
@@ -41,8 +46,7 @@ def _print_tensorboard(job: jobs.Job) -> None:
 def cmd_train(argv: list[str]) -> int:
     job = jobs.build("train", argv)
     if job.display_output_location:
-        for folder in job.output_dirs():
-            print(folder)
+        _print_output_dirs(job)
         return 0
     results = job.run()
     if len(results) == 1:
@@ -59,7 +63,7 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_lottery(argv: list[str]) -> int:
     job = jobs.build("lottery", argv)
     if job.display_output_location:
-        print(job.runner.replicate_dir)
+        _print_output_dirs(job)
         return 0
     job.run()
     if job.args.tensorboard:
@@ -77,8 +81,7 @@ def cmd_lottery_branch(argv: list[str]) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     job = jobs.build("lottery_branch", argv)
     if job.display_output_location:
-        for folder in job.output_dirs():
-            print(folder)
+        _print_output_dirs(job)
         return 0
     job.run()
     return 0
