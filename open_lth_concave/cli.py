@@ -119,7 +119,8 @@ def declared_help(module: str) -> str:
 def _register_optional_subcommands() -> None:
     import importlib
     import importlib.util
-    from importlib import metadata
+
+    from open_lth_concave.foundations.registry import installed_entry_points
     for name, (module, help_text) in LAZY_SUBCOMMANDS.items():
         if name in SUBCOMMANDS or importlib.util.find_spec(module) is None:
             continue
@@ -127,7 +128,7 @@ def _register_optional_subcommands() -> None:
         def run(argv: list[str], module: str = module) -> int:
             return importlib.import_module(module).main(argv)
         SUBCOMMANDS[name] = (help_text, run)
-    for ep in sorted(metadata.entry_points(group=SUBCOMMANDS_GROUP), key=lambda e: (e.name, e.value)):
+    for ep in sorted(installed_entry_points(SUBCOMMANDS_GROUP), key=lambda e: (e.name, e.value)):
         if ep.name in SUBCOMMANDS:
             continue
 

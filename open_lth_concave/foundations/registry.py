@@ -38,7 +38,7 @@ class PluginError(UserError, ImportError):
 _installed: metadata.EntryPoints | None = None
 
 
-def _entry_points(group: str) -> metadata.EntryPoints:
+def installed_entry_points(group: str) -> metadata.EntryPoints:
     """The installed entry points of `group`, from one scan per process: each scan reads every installed
     distribution's metadata (10-30 ms here) and a command asks for up to nine groups."""
     global _installed
@@ -51,7 +51,7 @@ def load_entry_points(group: str) -> list[str]:
     """Import every entry point of `group` (in name order); returns their names. A failing one is one
     line naming it, its distribution and the cause."""
     loaded = []
-    for ep in sorted(_entry_points(group), key=lambda e: (e.name, e.value)):
+    for ep in sorted(installed_entry_points(group), key=lambda e: (e.name, e.value)):
         try:
             ep.load()
         except Exception as e:   # noqa: BLE001 - whatever a plug-in raises while importing, say which one
