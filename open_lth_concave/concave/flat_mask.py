@@ -135,7 +135,7 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
 def _with_weights(model: nn.Module, owners: list[tuple[nn.Module, str]], tensors, x: torch.Tensor) -> torch.Tensor:
     """model(x) with each owner's parameter replaced by the given tensor for this call only: what
     `functional_call` does for plain parameter names, without its generic bookkeeping (about 65 us
-    of a 1 ms LeNet-300-100 step on one CPU thread). The parameters come back even if forward raises."""
+    per LeNet-300-100 forward on one CPU thread, measured). The parameters come back even if forward raises."""
     saved = [module._parameters[attribute] for module, attribute in owners]
     try:
         for (module, attribute), t in zip(owners, tensors):
