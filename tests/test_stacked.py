@@ -155,3 +155,60 @@ def test_interrupted_stacked_run_resumes_from_its_epoch_checkpoint(tmp_path):
     for a, b in zip(resumed.models, straight.models):
         for k, v in b.state_dict().items():
             assert torch.equal(a.state_dict()[k], v), k
+
+
+class _NanFrom:
+    """A loader whose images become NaN from batch `n` on (counted across epochs): a diverging replicate."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.count = inner, n, 0
+        self.iterations_per_epoch = inner.iterations_per_epoch
+
+    def batches(self, epoch, start_iteration=0):
+        for x, y in self.inner.batches(epoch, start_iteration):
+            self.count += 1
+            yield (x * float("nan") if self.count > self.n else x), y
+
+
+def test_nan_stops_a_stacked_run_as_it_stops_a_single_run(tmp_path):
+    """Replicate 2 turns NaN in epoch 2 of 3: the single run of it and the stacked run of replicates 1 and 2
+    both stop at the next check (the epoch-3 boundary) with the loop's error, keep the checkpoint of the
+    last good epoch boundary and return no model."""
+    training = TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="3ep")
+    data, models = _setup("mnist_lenet_30_20", [1, 2], training)
+    ipe = data[0].iterations_per_epoch
+    end = Step.from_str("3ep", ipe)
+    initial = {k: v.clone() for k, v in models[1].state_dict().items()}
+    single = make_model(ModelHparams(model_name="mnist_lenet_30_20", model_init="kaiming_normal",
+                                     batchnorm_init="uniform"), data[1].spec, 2)
+    single.load_state_dict(initial)
+    job = loop.TrainJob(output_dir=tmp_path / "single", model=single, mask=Mask.ones_like(single),
+                        train_loader=_NanFrom(data[1].train, ipe + 3), test_loader=data[1].test, hparams=training,
+                        start_step=Step.zero(ipe), end_step=end, platform=PLATFORM, quiet=True)
+    with pytest.raises(loop.TrainingDiverged) as one:
+        loop.train(job)
+    checkpoint = tmp_path / "stacked.pth"
+    with pytest.raises(loop.TrainingDiverged) as stacked:
+        train_stacked(models, [data[0].train, _NanFrom(data[1].train, ipe + 3)], data[0].test, training, end,
+                      PLATFORM, checkpoint=checkpoint)
+    said = str(stacked.value).split(": ", 1)[1]
+    assert said == str(one.value).split(": ", 1)[1], (str(stacked.value), str(one.value))
+    assert said.startswith(f"the training loss became nan by epoch 2 iteration 0 (step {Step(2 * ipe, ipe)})")
+    assert not (tmp_path / "single" / "model_ep3_it0.pth").exists()     # nothing saved as final
+    from open_lth_concave.foundations import io
+    assert io.load_torch(tmp_path / "single" / "checkpoint.pth")["iteration"] == ipe
+    assert io.load_torch(checkpoint)["iteration"] == ipe                  # the last good epoch boundary
+
+
+def test_cli_nan_in_replicates_together_stops_with_exit_1_and_no_final_model(tmp_path, capsys):
+    from open_lth_concave import cli
+    argv = ["train", "--default_hparams=digits_lenet_300_100", "--training_steps=2ep", "--quiet", "--precision=fp32",
+            "--lr=1e30", "--root", str(tmp_path)]
+    assert cli.main(argv + ["--replicates_together=2"]) == 1
+    err = capsys.readouterr().err
+    assert "the training loss became" in err and "nothing was saved as final" in err, err
+    mains = sorted(tmp_path.glob("train_*/replicate_*/main"))
+    assert len(mains) == 2 and not any((m / "model_ep2_it0.pth").exists() for m in mains)
+    assert cli.main(argv) == 1                                            # a single run stops the same way
+    assert "the training loss became" in capsys.readouterr().err
+    assert not (mains[0] / "model_ep2_it0.pth").exists()

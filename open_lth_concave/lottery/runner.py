@@ -174,7 +174,7 @@ class LotteryRunner:
                                 quiet=self.quiet, evaluate_only_at_end=self.evaluate_only_at_end, label="pretrain")
             pre_model, _ = loop.train(job)
             model.load_state_dict(carry_over(pre_model, model))
-        io.save_torch(loop._cpu_state(model), start_file)
+        io.save_torch(loop.cpu_state(model), start_file)
 
     def rewind_model(self) -> nn.Module:
         """A model holding level 0's complete state (weights and batch-norm statistics) at the rewind step."""

@@ -1,19 +1,23 @@
-"""The training loop: one function, resumable, with the strategy hooks and open_lth's callbacks.
+"""The training loop: resumable, with the strategy hooks and open_lth's callbacks.
+
+`train(job)` is one run in its folder: it reuses a finished run, resumes from a checkpoint, saves the
+start and end models, the logger and timing.json, and builds the parts `run_steps` uses: a `Schedule`
+(when to check the loss, checkpoint and evaluate; `schedule.py`), a `Checkpointer` (`checkpoint.py`), the
+NaN guard (`guard.py`), an `Evaluation`, the task loss and the strategy. `run_steps` is the step loop
+itself; stacked replicates (`stacked.py`) run the same `run_steps` with their own parts.
 
 Callbacks (open_lth's order): before each step and once after the last, evaluate at each epoch start
 (and at the start/end steps when mid-epoch or when evaluating only at the end), save the model at the
 start and end steps, checkpoint at each epoch boundary. At the start and after every step the strategy
 may end the run early (`should_stop`); the run is then finished with that step's weights. The step
-itself is: lr for this update,
-forward, loss (+ the strategy's penalty), backward, the strategy's before-step hook (gradients complete),
-optimizer step, the strategy's after-step hook.
+itself is: lr for this update, forward, loss (+ the strategy's penalty), backward, the strategy's
+before-step hook (gradients complete), optimizer step, the strategy's after-step hook.
 Metrics accumulate on the device and are read only at evaluation points.
 """
 from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,18 +34,17 @@ from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.results import model_path
+from open_lth_concave.training import checkpoint, optimizers
+from open_lth_concave.training.checkpoint import Checkpointer, cpu_state
+from open_lth_concave.training.guard import NanGuard, TrainingDiverged  # noqa: F401  (TrainingDiverged: callers')
 from open_lth_concave.training.metric_logger import MetricLogger
-from open_lth_concave.training import optimizers
 from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn, set_lr
-from open_lth_concave.training.progress import Progress
+from open_lth_concave.training.progress import Progress, warn
+from open_lth_concave.training.schedule import Schedule
 from open_lth_concave.training.strategy import Standard, TrainingStrategy
 
 StrategyFactory = Callable[[nn.Module, Mask], TrainingStrategy]
 STOP_POLL_STEPS = 20   # under torchrun: how often the processes agree on a stop signal (one host sync)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; nothing is saved as final."""
 
 
 class Interrupted(RuntimeError):
@@ -94,24 +97,122 @@ def autocast_dtype(platform: Platform, hparams: TrainingHparams) -> Optional[tor
     return torch.bfloat16 if hparams.apex_fp16 else platform.autocast_dtype
 
 
-@contextlib.contextmanager
-def _stop_signals():
-    """Turn SIGTERM/SIGINT into a flag checked between steps, so a checkpoint can be written."""
-    flag = {"stop": False}
-    previous = {}
+class StopSignals:
+    """SIGTERM/SIGINT turned into a flag checked between steps, so a checkpoint can be written."""
 
-    def handler(signum, frame):
-        flag["stop"] = True
-    try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread
-        pass
-    try:
-        yield flag
-    finally:
-        for sig, h in previous.items():
+    def __init__(self):
+        self.flag = False
+        self.previous = {}
+        self.world = distributed.world_size()
+
+    def __enter__(self) -> "StopSignals":
+        def handler(signum, frame):
+            self.flag = True
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, h in self.previous.items():
             signal.signal(sig, h)
+
+    def requested(self, at: Step, device: torch.device) -> bool:
+        """A signal arrived. Under torchrun the processes must stop at the same step (or their next
+        collective would hang), so they agree every STOP_POLL_STEPS steps instead of each on its own."""
+        if self.world == 1:
+            return self.flag
+        return at.iteration % STOP_POLL_STEPS == 0 and distributed.any_process(self.flag, device)
+
+
+class Evaluation:
+    """The test set measured at a step (model in eval mode), its loss checked by the NaN guard, and logged."""
+
+    def __init__(self, model: nn.Module, measure: Callable[[], tuple], logger: MetricLogger,
+                 strategy: TrainingStrategy, progress: Progress, guard: NanGuard):
+        self.model, self.measure, self.logger = model, measure, logger
+        self.strategy, self.progress, self.guard = strategy, progress, guard
+
+    def done(self, at: Step) -> bool:
+        return any(it == at.iteration for it, _ in self.logger.get("test_accuracy"))
+
+    def __call__(self, at: Step) -> None:
+        distributed.broadcast_buffers(self.model)
+        self.model.eval()
+        loss, acc, n = self.measure()
+        self.model.train()
+        self.guard.check_test_loss(loss, at)
+        self.record(at, loss, acc, n)
+
+    def record(self, at: Step, loss: float, acc: float, n: int) -> None:
+        self.logger.add("test_loss", at.iteration, loss)
+        self.logger.add("test_accuracy", at.iteration, acc)
+        self.logger.add("test_examples", at.iteration, n)
+        for name, value in self.strategy.metrics().items():
+            self.logger.add(name, at.iteration, value)
+        self.progress.evaluation(at, loss, acc, n)
+
+
+@dataclass
+class Run:
+    """The parts one run's steps use (`train` builds them for a single model, `stacked` for replicates)."""
+    model: nn.Module
+    strategy: TrainingStrategy
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float]
+    lr_factor: Callable[[int], float]
+    forward: Callable                                  # training forward (DDP-wrapped under torchrun)
+    task_loss: Callable[[torch.Tensor, torch.Tensor, Step], torch.Tensor]   # (logits, labels, step)
+    train_loader: object
+    precision: Optional[torch.dtype]
+    schedule: Schedule
+    evaluation: Evaluation
+    guard: NanGuard
+    checkpoint: Checkpointer
+    progress: Progress
+    label: str
+
+
+def run_steps(run: Run, step: Step) -> Step:
+    """Train from `step` to the schedule's end, or to where the strategy stops the run; the step reached.
+    Resumable: every epoch boundary checks the loss and checkpoints; a signal checkpoints and stops."""
+    schedule, strategy, ipe = run.schedule, run.strategy, run.train_loader.iterations_per_epoch
+    device = run.guard.device
+    run.model.train()
+    stopped = False
+    with StopSignals() as signals, run.progress:
+        while step < schedule.end and not stopped:
+            strategy.on_epoch_start(step.ep, schedule.end.ep)
+            if schedule.epoch_boundary(step):
+                run.guard.check(step)
+                run.checkpoint.save(step)
+            if schedule.evaluate_at(step) and not run.evaluation.done(step):
+                run.evaluation(step)
+            if step == schedule.start and strategy.should_stop(step.iteration):
+                break   # the strategy ends its run at its start (asked after every step below)
+            for x, y in run.train_loader.batches(step.ep, step.it):
+                if signals.requested(step, device):
+                    run.checkpoint.save(step)
+                    saved = "checkpoint saved, run again to resume" if run.checkpoint.path else "this run keeps no checkpoint"
+                    raise Interrupted(f"{run.label}: stopped by a signal at step {step}; {saved}")
+                set_lr(run.optimizer, run.base_lrs, run.lr_factor(step.iteration))
+                with autocast_context(device, run.precision):
+                    loss = run.task_loss(run.forward(x), y, step)
+                update(loss, strategy, run.optimizer)
+                run.guard.add(loss)
+                step = Step(step.iteration + 1, ipe)
+                run.progress.step(step)
+                if step >= schedule.end:
+                    break
+                if strategy.should_stop(step.iteration):
+                    stopped = True   # e.g. a mask search that has settled: finished with this step's weights
+                    break
+        run.guard.check(step)
+        if not run.evaluation.done(step):
+            run.evaluation(step)
+    return step
 
 
 def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
@@ -128,55 +229,31 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     # the rewind point), so only a logger tells that it ran, and that file is never removed or rewritten
     zero_length = job.start_step == job.end_step
     if end_file.exists() and not (zero_length and not (out / layout.LOGGER).exists()):  # finished before: reuse
-        initial = _cpu_state(model)
-        try:  # read and check everything before touching the model, so a damaged file leaves it at the start
-            end_state, strategy_state = _read_finished(job, model, end_file, strategy_file, device)
-            model.load_state_dict(end_state)
-            if strategy_state is not None:
-                try:
-                    strategy.load_state_dict(strategy_state)
-                except Exception as e:  # noqa: BLE001 - any mismatch of the strategy's saved state
-                    raise io.CorruptFileError(f"cannot use {strategy_file}: not this run's strategy state "
-                                              f"({type(e).__name__})") from None
-        except (io.CorruptFileError, FileNotFoundError) as e:
-            warn(f"{job.label}: the finished run in {out} is unreadable ({e}); training it again")
-            if not zero_length or str(end_file) in str(e):
-                io.remove(end_file)
-            model.load_state_dict(initial)
-            strategy = job.make_strategy(model, job.mask)
-        else:
+        if _reuse_finished(job, model, strategy, end_file, strategy_file, zero_length):
             return model, strategy
+        strategy = job.make_strategy(model, job.mask)
 
     hp = job.hparams
     ipe = job.train_loader.iterations_per_epoch
+
+    def rebuild():
+        fresh = job.make_strategy(model, job.mask)
+        return fresh, build_optimizer(model, hp, fresh.param_groups(), fused=job.platform.fused_optimizer)
     optimizer = build_optimizer(model, hp, strategy.param_groups(), fused=job.platform.fused_optimizer)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    lr_factor = lr_factor_fn(hp, ipe)
-    logger = MetricLogger()
-    step, elapsed = job.start_step, 0.0
-    checkpoint = out / layout.CHECKPOINT
-    state = _load_checkpoint(checkpoint, device, job, model)
+    checkpoint_file = out / layout.CHECKPOINT
+    state, strategy, optimizer = checkpoint.resume(checkpoint_file, device, model, optimizer, strategy,
+                                                   job.start_step, job.end_step, job.label, rebuild)
+    step, elapsed, logger = job.start_step, 0.0, MetricLogger()
     if state is not None:
-        try:  # the optimizer's and strategy's states first: the model is only touched once they fit
-            optimizer.load_state_dict(state["optimizer"])
-            strategy.load_state_dict(state["strategy"])
-        except Exception as e:  # noqa: BLE001 - any mismatch of a saved state with this run's objects
-            warn(f"{job.label}: cannot use {checkpoint}: not this run's optimizer or strategy state "
-                 f"({type(e).__name__}); starting this run again from its start point")
-            io.remove(checkpoint)
-            state = None
-            strategy = job.make_strategy(model, job.mask)
-            optimizer = build_optimizer(model, hp, strategy.param_groups(), fused=job.platform.fused_optimizer)
-    if state is not None:
-        model.load_state_dict(state["model"])
         step = Step(int(state["iteration"]), ipe)
         elapsed = float(state["elapsed"])
         logger = MetricLogger.from_str(state["logger"])
-        print(f"{job.label}: resumed at {step} (of {job.end_step}) from {checkpoint}", flush=True)
+        print(f"{job.label}: resumed at {step} (of {job.end_step}) from {checkpoint_file}", flush=True)
     else:
         out.mkdir(parents=True, exist_ok=True)
         if not (zero_length and end_file.exists()):
-            io.save_torch(_cpu_state(model), model_path(out, job.start_step))
+            io.save_torch(cpu_state(model), model_path(out, job.start_step))
     changed = platform_record.start_session(out, platform_record.current(job.platform, hp.apex_fp16), step.iteration,
                                             resumed=state is not None)
     if changed:
@@ -185,100 +262,27 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
 
     forward = torch.compile(strategy.forward) if job.platform.compile else strategy.forward
     precision = autocast_dtype(job.platform, hp)
-    running_loss = torch.zeros((), device=device)
-    running_count = 0
     world = distributed.world_size()
     model_params = {id(p) for p in model.parameters()}
     extra = [p for group in strategy.param_groups() for p in group["params"] if id(p) not in model_params]
-    train_forward = distributed.data_parallel(model, forward, extra, device)
     t0 = time.time() - elapsed
     progress = Progress(job.label, step, job.end_step, t0=t0, quiet=job.quiet)
+    guard = NanGuard(job.label, device, logger)
 
-    def save_checkpoint(at: Step) -> None:
-        distributed.broadcast_buffers(model)
-        io.save_torch({"model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-                       "strategy": strategy.state_dict(), "iteration": at.iteration,
-                       "elapsed": time.time() - t0, "logger": str(logger)}, checkpoint)
-
-    def check_finite(at: Step) -> None:
-        nonlocal running_loss, running_count
-        if running_count:
-            mean = (running_loss / running_count).item()
-            if not torch.isfinite(torch.tensor(mean)):
-                raise TrainingDiverged(f"{job.label}: the training loss became {mean} by epoch {at.ep} iteration {at.it} "
-                                       f"(step {at}); nothing was saved as final. Lower --lr or check the data.")
-            logger.add("train_loss", at.iteration, mean)
-            running_loss = torch.zeros((), device=device)
-            running_count = 0
-
-    def evaluate_now(at: Step) -> None:
-        distributed.broadcast_buffers(model)
-        model.eval()
-        loss, acc, n = evaluate(forward, job.test_loader, job.platform, precision)
-        model.train()
-        if not torch.isfinite(torch.tensor(loss)):
-            raise TrainingDiverged(f"{job.label}: the test loss became {loss} at epoch {at.ep} iteration {at.it}; "
-                                   "nothing was saved as final. Lower --lr or check the data.")
-        logger.add("test_loss", at.iteration, loss)
-        logger.add("test_accuracy", at.iteration, acc)
-        logger.add("test_examples", at.iteration, n)
-        for name, value in strategy.metrics().items():
-            logger.add(name, at.iteration, value)
-        progress.evaluation(at, loss, acc, n)
-
-    def stop_requested(at: Step) -> bool:
-        """A signal arrived. Under torchrun the processes must stop at the same step (or their next
-        collective would hang), so they agree every STOP_POLL_STEPS steps instead of each on its own."""
+    def task_loss(logits: torch.Tensor, y: torch.Tensor, at: Step) -> torch.Tensor:
         if world == 1:
-            return stop["stop"]
-        return at.iteration % STOP_POLL_STEPS == 0 and distributed.any_process(stop["stop"], device)
+            return F.cross_entropy(logits.float(), y)
+        # scaled so that DDP's average over processes is the exact global-batch mean
+        return F.cross_entropy(logits.float(), y, reduction="sum") * (world / job.train_loader.examples_in_batch(at.it))
 
-    def should_evaluate(at: Step) -> bool:
-        if job.evaluate_only_at_end:
-            return at == job.start_step or at == job.end_step
-        return at.it == 0 or at == job.start_step or at == job.end_step
-
-    def evaluated(at: Step) -> bool:
-        return any(it == at.iteration for it, _ in logger.get("test_accuracy"))
-
-    model.train()
-    ended_early = False
-    with _stop_signals() as stop, progress:
-        while step < job.end_step:
-            strategy.on_epoch_start(step.ep, job.end_step.ep)
-            if step.it == 0 and step != job.start_step:
-                check_finite(step)
-                save_checkpoint(step)
-            if should_evaluate(step) and not evaluated(step):
-                evaluate_now(step)
-            if step == job.start_step and strategy.should_stop(step.iteration):
-                break   # the strategy ends its run at its start (asked after every step below)
-            for x, y in job.train_loader.batches(step.ep, step.it):
-                if stop_requested(step):
-                    save_checkpoint(step)
-                    raise Interrupted(f"{job.label}: stopped by a signal at step {step}; checkpoint saved, run again to resume")
-                set_lr(optimizer, base_lrs, lr_factor(step.iteration))
-                with autocast_context(device, precision):
-                    if world == 1:
-                        loss = F.cross_entropy(train_forward(x).float(), y)
-                    else:  # scaled so that DDP's average over processes is the exact global-batch mean
-                        loss = F.cross_entropy(train_forward(x).float(), y, reduction="sum") * \
-                            (world / job.train_loader.examples_in_batch(step.it))
-                update(loss, strategy, optimizer)
-                running_loss += loss.detach()
-                running_count += 1
-                step = Step(step.iteration + 1, ipe)
-                progress.step(step)
-                if step >= job.end_step:
-                    break
-                if strategy.should_stop(step.iteration):
-                    ended_early = True   # e.g. a mask search that has settled: finished with this step's weights
-                    break
-            if ended_early:
-                break
-        check_finite(step)
-        if not evaluated(step):
-            evaluate_now(step)
+    run = Run(model, strategy, optimizer, base_lrs, lr_factor_fn(hp, ipe),
+              distributed.data_parallel(model, forward, extra, device), task_loss, job.train_loader, precision,
+              Schedule(job.start_step, job.end_step, "ends" if job.evaluate_only_at_end else "epochs"),
+              Evaluation(model, lambda: evaluate(forward, job.test_loader, job.platform, precision), logger, strategy,
+                         progress, guard),
+              guard, Checkpointer(checkpoint_file, model, optimizer, strategy, logger, t0), progress,
+              job.label)
+    step = run_steps(run, step)
 
     logger.save(out / layout.LOGGER)
     state = strategy.state_dict()
@@ -290,8 +294,8 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     io.save_json(timing, out / layout.TIMING)
     distributed.broadcast_buffers(model)
     if not (zero_length and end_file.exists()):
-        io.save_torch(_cpu_state(model), end_file)  # last: its presence marks the run finished
-    io.remove(checkpoint)
+        io.save_torch(cpu_state(model), end_file)  # last: its presence marks the run finished
+    io.remove(checkpoint_file)
     return model, strategy
 
 
@@ -307,33 +311,28 @@ def update(loss: torch.Tensor, strategy: TrainingStrategy, optimizer: torch.opti
     strategy.after_step()
 
 
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def _load_checkpoint(path: Path, device: torch.device, job: TrainJob, model: nn.Module) -> Optional[dict]:
-    """The checkpoint's contents, or None (fresh start) when there is none or it is damaged: it must
-    hold this model's state, a step inside this run and a readable logger."""
-    if not path.exists():
-        return None
-    try:
-        state = io.load_torch(path, map_location=device)
-        if not isinstance(state, dict) or not {"model", "optimizer", "strategy", "iteration", "elapsed", "logger"} <= set(state):
-            raise io.CorruptFileError(f"cannot read {path}: not a training checkpoint")
-        validate.tensors(state["model"], path, model.state_dict(), "model state")
-        if not validate.number(state["iteration"], integer=True, minimum=job.start_step.iteration) or \
-                state["iteration"] >= job.end_step.iteration or not validate.number(state["elapsed"], minimum=0) or \
-                not isinstance(state["logger"], str):
-            raise io.CorruptFileError(f"cannot use {path}: its step or logger is not one of this run's")
-        try:
-            MetricLogger.from_str(state["logger"])
-        except ValueError:
-            raise io.CorruptFileError(f"cannot use {path}: its logger is damaged") from None
-        return state
-    except io.CorruptFileError as e:
-        warn(f"{job.label}: {e}; starting this run again from its start point")
-        io.remove(path)
-        return None
+def _reuse_finished(job: TrainJob, model: nn.Module, strategy: TrainingStrategy, end_file: Path,
+                    strategy_file: Path, zero_length: bool) -> bool:
+    """Load a run finished before into the model and strategy; False (model back at its start, a damaged end
+    file removed) when its files are unreadable, so it is trained again."""
+    out = Path(job.output_dir)
+    initial = cpu_state(model)
+    try:  # read and check everything before touching the model, so a damaged file leaves it at the start
+        end_state, strategy_state = _read_finished(job, model, end_file, strategy_file, job.platform.torch_device)
+        model.load_state_dict(end_state)
+        if strategy_state is not None:
+            try:
+                strategy.load_state_dict(strategy_state)
+            except Exception as e:  # noqa: BLE001 - any mismatch of the strategy's saved state
+                raise io.CorruptFileError(f"cannot use {strategy_file}: not this run's strategy state "
+                                          f"({type(e).__name__})") from None
+    except (io.CorruptFileError, FileNotFoundError) as e:
+        warn(f"{job.label}: the finished run in {out} is unreadable ({e}); training it again")
+        if not zero_length or str(end_file) in str(e):
+            io.remove(end_file)
+        model.load_state_dict(initial)
+        return False
+    return True
 
 
 def check_logger(logger: MetricLogger, path: Path, last: int) -> None:
@@ -373,8 +372,4 @@ def _read_finished(job: TrainJob, model: nn.Module, end_file: Path, strategy_fil
                                       f"{job.end_step.iteration - start}")
     check_logger(MetricLogger.load(out / layout.LOGGER), out / layout.LOGGER, last)
     return end_state, strategy_state
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 

@@ -16,6 +16,11 @@ from typing import Optional, TextIO
 from open_lth_concave.foundations.step import Step
 
 
+def warn(message: str) -> None:
+    """A warning to the user: one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def _clock(seconds: float) -> str:
     seconds = max(0, int(seconds))
     h, rest = divmod(seconds, 3600)

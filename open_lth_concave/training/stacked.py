@@ -7,15 +7,19 @@ own data order and augmentation (its own loader) and its own mask; SGD and Adam 
 one optimizer over the stacked tensors is exactly K independent optimizers. Batch-norm statistics
 are stacked buffers, updated per replicate.
 
-This is the training step of `loop.train` with the `standard` strategy (pruned weights held at zero).
+The K replicates are one module (`Stacked`) trained by the training loop itself (`loop.run_steps`)
+with the `standard` strategy (pruned weights held at zero): the same step, NaN stop, checkpoint format
+and schedule as a single run, evaluated only at the end. The task loss is the sum over replicates of
+each one's mean loss, so replicate k's gradient is its own loss's.
 `open_lth train --replicates_together K` uses it (see `training/runner.py`), and it can be called from
 Python for sweeps over seeds. With `checkpoint`, the stacked state is saved at each epoch boundary and
 an interrupted call resumes from it. `tests/test_stacked.py` checks it against K separate
-`loop.train` runs and an interrupted call against an uninterrupted one.
+`loop.train` runs, an interrupted call against an uninterrupted one, and a NaN against a single run's.
 """
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -30,8 +34,14 @@ from open_lth_concave.foundations.hparams import TrainingHparams
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.platform import Platform
 from open_lth_concave.pruning.mask import Mask
-from open_lth_concave.training.loop import autocast_context, autocast_dtype
-from open_lth_concave.training.optimizers import lr_factor_fn, optimizer_for_groups, set_lr
+from open_lth_concave.training import checkpoint as checkpoints
+from open_lth_concave.training.guard import NanGuard
+from open_lth_concave.training.loop import Evaluation, Run, autocast_context, autocast_dtype, run_steps
+from open_lth_concave.training.metric_logger import MetricLogger
+from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn
+from open_lth_concave.training.progress import Progress
+from open_lth_concave.training.schedule import Schedule
+from open_lth_concave.training.strategy import Standard
 
 
 @dataclass
@@ -41,10 +51,100 @@ class StackedResult:
     test_loss: list[float]
 
 
+def _key(name: str) -> str:
+    """A stacked tensor's attribute name ("fc1.weight" -> "fc1-weight": module attributes hold no dots)."""
+    return name.replace(".", "-")
+
+
+class Stacked(nn.Module):
+    """K replicates as one module: each parameter and buffer stacked along a new first dimension.
+    `forward(x)` takes one batch per replicate, x[k] for replicate k ([K, B, ...] -> [K, B, classes]);
+    `forward_shared(x)` runs every replicate on the same batch ([B, ...] -> [K, B, classes])."""
+
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        params, buffers = stack_module_state(models)      # {name: [K, ...]}
+        trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
+        self.param_names, self.buffer_names = list(params), list(buffers)
+        for n, p in params.items():
+            self.register_parameter(_key(n), nn.Parameter(p.detach(), requires_grad=n in trainable))
+        for n, b in buffers.items():
+            self.register_buffer(_key(n), b)
+        skeleton = copy.deepcopy(models[0]).to("meta")     # structure only; the numbers are this module's
+        self.__dict__["skeleton"] = skeleton               # not a submodule: its meta tensors are not state
+        self._one = lambda p, b, x: functional_call(skeleton, (p, b), (x,))
+
+    def train(self, mode: bool = True) -> "Stacked":
+        super().train(mode)
+        self.skeleton.train(mode)
+        return self
+
+    def _state(self) -> tuple[dict, dict]:
+        return ({n: getattr(self, _key(n)) for n in self.param_names},
+                {n: getattr(self, _key(n)) for n in self.buffer_names})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return vmap(self._one)(*self._state(), x)
+
+    def forward_shared(self, x: torch.Tensor) -> torch.Tensor:
+        return vmap(self._one, in_dims=(0, 0, None))(*self._state(), x)
+
+    def replicate_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Replicate k's state dict (names as in the original model), on the CPU."""
+        return {n: getattr(self, _key(n))[k].detach().cpu().contiguous() for n in self.param_names + self.buffer_names}
+
+
+class _StackedLoader:
+    """The K replicates' train loaders as one: batch i of each, stacked ([K, B, ...])."""
+
+    def __init__(self, loaders: list, iterations_per_epoch: int):
+        self.loaders, self.iterations_per_epoch = loaders, iterations_per_epoch
+
+    def batches(self, epoch: int, start_iteration: int = 0):
+        for batches in zip(*(loader.batches(epoch, start_iteration) for loader in self.loaders)):
+            yield torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+
+
+class _StackedEvaluation(Evaluation):
+    """The loop's evaluation with one result per replicate (kept here, not in the run's logger)."""
+
+    def __init__(self, model: Stacked, test_loader, device: torch.device, precision, guard: NanGuard, k: int):
+        super().__init__(model, self._measure, MetricLogger(), None, None, guard)
+        self.test_loader, self.device, self.precision, self.k = test_loader, device, precision, k
+        self.results: dict[int, tuple[list[float], list[float], int]] = {}
+
+    @torch.no_grad()
+    def _measure(self):
+        correct = torch.zeros(self.k, device=self.device)
+        total_loss = torch.zeros(self.k, device=self.device)
+        n = 0
+        for x, y in self.test_loader.batches(0):
+            with autocast_context(self.device, self.precision):
+                logits = self.model.forward_shared(x).float()            # [K, B, classes]
+            total_loss += F.cross_entropy(logits.transpose(1, 2), y.expand(self.k, -1), reduction="none").sum(1)
+            correct += (logits.argmax(-1) == y).sum(1)
+            n += y.numel()
+        return (total_loss / n).tolist(), (correct / n).tolist(), n
+
+    def done(self, at: Step) -> bool:
+        return at.iteration in self.results
+
+    def record(self, at: Step, loss: list[float], acc: list[float], n: int) -> None:
+        self.results[at.iteration] = (loss, acc, n)
+
+
+def _task_loss(logits: torch.Tensor, y: torch.Tensor, at: Step) -> torch.Tensor:
+    """Sum over replicates of each one's mean loss: replicate k's gradient is its own loss's."""
+    logits = logits.float()
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum") / y.shape[1]
+
+
 def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hparams: TrainingHparams,
                   end_step: Step, platform: Optional[Platform] = None,
-                  masks: Optional[list[Mask]] = None, checkpoint: Optional[Path] = None) -> StackedResult:
-    """Train `models[k]` on `train_loaders[k]` (k = 0..K-1) from step 0 to `end_step`, all at once."""
+                  masks: Optional[list[Mask]] = None, checkpoint: Optional[Path] = None,
+                  label: str = "stacked replicates") -> StackedResult:
+    """Train `models[k]` on `train_loaders[k]` (k = 0..K-1) from step 0 to `end_step`, all at once.
+    A NaN or infinite loss stops it as it stops a single run (`guard.TrainingDiverged`); nothing is returned."""
     if not models or len(models) != len(train_loaders) or (masks is not None and len(masks) != len(models)):
         raise ValueError(f"need one train loader (and mask) per model: {len(models)} models, "
                          f"{len(train_loaders)} loaders, {len(masks) if masks is not None else 'no'} masks")
@@ -55,102 +155,44 @@ def train_stacked(models: list[nn.Module], train_loaders: list, test_loader, hpa
     platform = platform or Platform()
     device = platform.torch_device
     models = [m.to(device) for m in models]
-    params, buffers = stack_module_state(models)      # {name: [K, ...]}
-    params = {n: nn.Parameter(p.detach()) for n, p in params.items()}
-    skeleton = copy.deepcopy(models[0]).to("meta")    # structure only; the numbers come from `params`
-    trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
-    stacked_masks = {}
+    model = Stacked(models)
+    mask = Mask()
     if masks is not None:
         for name in masks[0]:
-            m = torch.stack([mask[name] for mask in masks]).to(device, params[name].dtype)
+            m = torch.stack([mask_k[name] for mask_k in masks]).to(device, getattr(model, _key(name)).dtype)
             if not bool(m.all()):
-                stacked_masks[name] = m
+                mask[_key(name)] = m
     with torch.no_grad():
-        for name, m in stacked_masks.items():
-            params[name].mul_(m)
+        for name, m in mask.items():
+            getattr(model, name).mul_(m)
 
-    def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(skeleton, (p, b), (x,))
-
-    forward = vmap(one)
-    evaluate = vmap(one, in_dims=(0, 0, None))
-    optimizer = optimizer_for_groups([{"params": [params[n] for n in params if n in trainable]}], hparams,
-                                     fused=platform.fused_optimizer)
-    for n in params:
-        params[n].requires_grad_(n in trainable)
+    def rebuild():
+        strategy = Standard(model, mask)
+        return strategy, build_optimizer(model, hparams, strategy.param_groups(), fused=platform.fused_optimizer)
+    strategy, optimizer = rebuild()
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    lr_factor = lr_factor_fn(hparams, ipe)
-    dtype = autocast_dtype(platform, hparams)
-    k = len(models)
-
-    step = _resume(checkpoint, params, buffers, optimizer, device)
-    skeleton.train()
-    while step < end_step.iteration:
-        epoch = step // ipe
-        if checkpoint is not None and step > 0:
-            io.save_torch({"params": {n: t.detach().cpu() for n, t in params.items()},
-                           "buffers": {n: t.cpu() for n, t in buffers.items()},
-                           "optimizer": optimizer.state_dict(), "iteration": step}, checkpoint)
-        streams = [loader.batches(epoch) for loader in train_loaders]
-        for batches in zip(*streams):
-            if step >= end_step.iteration:
-                break
-            x = torch.stack([b[0] for b in batches])
-            y = torch.stack([b[1] for b in batches])
-            set_lr(optimizer, base_lrs, lr_factor(step))
-            with autocast_context(device, dtype):
-                logits = forward(params, buffers, x).float()
-            # sum over replicates of each one's mean loss: replicate k's gradient is its own loss's
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum") / y.shape[1]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if stacked_masks:
-                with torch.no_grad():
-                    torch._foreach_mul_([params[n] for n in stacked_masks], list(stacked_masks.values()))
-            step += 1
-
-    skeleton.eval()
-    correct = torch.zeros(k, device=device)
-    total_loss = torch.zeros(k, device=device)
-    n = 0
-    with torch.no_grad():
-        for x, y in test_loader.batches(0):
-            with autocast_context(device, dtype):
-                logits = evaluate(params, buffers, x).float()            # [K, B, classes]
-            total_loss += F.cross_entropy(logits.transpose(1, 2), y.expand(k, -1), reduction="none").sum(1)
-            correct += (logits.argmax(-1) == y).sum(1)
-            n += y.numel()
+    start, end = Step.zero(ipe), Step(end_step.iteration, ipe)
+    state, strategy, optimizer = checkpoints.resume(checkpoint, device, model, optimizer, strategy, start, end, label,
+                                                    rebuild)
+    step, elapsed, logger = start, 0.0, MetricLogger()
+    if state is not None:
+        step, elapsed = Step(int(state["iteration"]), ipe), float(state["elapsed"])
+        logger = MetricLogger.from_str(state["logger"])
+    t0 = time.time() - elapsed
+    precision = autocast_dtype(platform, hparams)
+    guard = NanGuard(label, device, logger)
+    evaluation = _StackedEvaluation(model, test_loader, device, precision, guard, len(models))
+    run = Run(model, strategy, optimizer, base_lrs, lr_factor_fn(hparams, ipe), model, _task_loss,
+              _StackedLoader(train_loaders, ipe), precision, Schedule(start, end, "end"), evaluation, guard,
+              checkpoints.Checkpointer(checkpoint, model, optimizer, strategy, logger, t0),
+              Progress(label, step, end, t0=t0, quiet=True), label)
+    step = run_steps(run, step)
     if checkpoint is not None:
         io.remove(checkpoint)
     trained = []
-    for i, model in enumerate(models):
-        state = {name: t[i].detach().cpu().contiguous() for name, t in {**params, **buffers}.items()}
-        out = copy.deepcopy(model).cpu()
-        out.load_state_dict(state)
+    for i, original in enumerate(models):
+        out = copy.deepcopy(original).cpu()
+        out.load_state_dict(model.replicate_state(i))
         trained.append(out)
-    return StackedResult(trained, (correct / n).tolist(), (total_loss / n).tolist())
-
-
-def _resume(checkpoint: Optional[Path], params: dict, buffers: dict, optimizer, device: torch.device) -> int:
-    """Load the stacked state saved at an epoch boundary; the step to continue from (0: fresh start)."""
-    if checkpoint is None or not Path(checkpoint).exists():
-        return 0
-    try:
-        state = io.load_torch(checkpoint, map_location=device)
-        shapes_ok = (isinstance(state, dict) and set(state.get("params", {})) == set(params)
-                     and all(state["params"][n].shape == params[n].shape for n in params)
-                     and set(state.get("buffers", {})) == set(buffers))
-        if not shapes_ok:
-            raise io.CorruptFileError(f"cannot read {checkpoint}: not a checkpoint of these stacked models")
-    except io.CorruptFileError as e:
-        print(f"warning: {e}; starting the stacked run from its start", flush=True)
-        io.remove(checkpoint)
-        return 0
-    with torch.no_grad():
-        for n, t in params.items():
-            t.copy_(state["params"][n])
-        for n, t in buffers.items():
-            t.copy_(state["buffers"][n])
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["iteration"])
+    loss, acc, _ = evaluation.results[step.iteration]
+    return StackedResult(trained, acc, loss)
