@@ -27,6 +27,9 @@ the log penalty with a Python loop over the masks, and clamps each mask to [0, 1
 Every configuration runs once untimed (warm-up), then `reps` timed repetitions whose order rotates
 so machine noise hits ours and the reference alike; the table reports medians. Nothing here imports
 torchvision. Progress goes to stderr, the Markdown report to stdout.
+
+Parts: bench/harness.py (the workloads, our timed path, the interleaved repetitions), bench/reference.py
+(the conventional pipeline) and this file (what is compared, the summary, targets and the report).
 """
 from __future__ import annotations
 
@@ -34,323 +37,25 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform as pyplatform
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.utils import parametrize
-from torch.utils.data import DataLoader, Dataset
 
-import open_lth_concave.datasets  # noqa: F401  (registers the dataset specs)
-from open_lth_concave.datasets.base import DatasetSpec, ImageData
-from open_lth_concave.datasets.base import registry as dataset_specs
-from open_lth_concave.datasets.loader import PAD, BatchLoader
-from open_lth_concave.foundations.hparams import ModelHparams, TrainingHparams
-from open_lth_concave.foundations.step import Step
-from open_lth_concave.models import get_model
-from open_lth_concave.platform import Platform, allocator
-from open_lth_concave.pruning.mask import Mask
-from open_lth_concave.training import loop
-from open_lth_concave.training.strategy import Standard
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (BATCH, WORKLOADS, Measure, Workload, device_name, interleaved, load_average,  # noqa: E402
+                     log, our_platforms, synthetic, time_ours)
+from reference import PerSampleDataset, time_reference  # noqa: E402
 
-BATCH = 128
+from open_lth_concave.datasets.loader import BatchLoader  # noqa: E402
+from open_lth_concave.platform import Platform, allocator  # noqa: E402
+
 PROTOCOL_EPOCHS = 85          # per training run of the paper's ResNet-20 protocol
 PROTOCOL_SEARCHES = 3         # soft-mask searches, then one standard training of the final ticket
 STRATEGIES = ("standard", "soft_mask")
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Workloads
-# ---------------------------------------------------------------------------------------------------
-@dataclass
-class Workload:
-    key: str
-    label: str
-    model_name: str
-    dataset: str                      # a registered DatasetSpec (only its shape/mean/std are used)
-    train_examples: int               # synthetic training-set size
-    epoch_examples: int               # examples per epoch used to scale steps/s to an epoch time
-    hparams: TrainingHparams
-    soft_mask_ignore: Optional[str]   # layers that keep plain weights in the soft-mask search
-    warmup: int
-    steps: int
-    quick_warmup: int
-    quick_steps: int
-
-    @property
-    def spec(self) -> DatasetSpec:
-        return dataset_specs.get(self.dataset)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(self.epoch_examples / BATCH)
-
-
-WORKLOADS = [
-    Workload("lenet", "LeNet-300-100 / MNIST-shaped", "mnist_lenet_300_100", "mnist", 60_000, 60_000,
-             TrainingHparams(optimizer_name="sgd", lr=0.1, training_steps="40ep"), "fc.weight",
-             warmup=20, steps=300, quick_warmup=5, quick_steps=60),
-    Workload("resnet20", "ResNet-20 / CIFAR-shaped (crop+flip)", "cifar_resnet_20", "cifar10", 50_000, 50_000,
-             TrainingHparams(optimizer_name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, training_steps="160ep"),
-             None, warmup=2, steps=12, quick_warmup=1, quick_steps=3),
-]
-
-
-def synthetic(spec: DatasetSpec, n: int, seed: int) -> ImageData:
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, *spec.image_shape), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, spec.num_classes, (n,), generator=g)
-    return ImageData(images, labels)
-
-
-def build_model(w: Workload) -> nn.Module:
-    spec = w.spec
-    hp = ModelHparams(model_name=w.model_name, model_init="kaiming_normal", batchnorm_init="uniform")
-    return get_model(hp, spec.image_shape, spec.num_classes, torch.Generator().manual_seed(0))
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Ours: loop.train on a short job, timed by the train loader
-# ---------------------------------------------------------------------------------------------------
-class TimedLoader:
-    """Wraps a BatchLoader; reads the clock when the loop asks for batch `warmup` and `warmup + steps`
-    (counted across epochs), so the window holds exactly `steps` complete loop iterations."""
-
-    def __init__(self, inner: BatchLoader, warmup: int, steps: int, device: torch.device):
-        self.inner, self.warmup, self.steps, self.device = inner, warmup, steps, device
-        self.iterations_per_epoch = inner.iterations_per_epoch
-        self.num_examples = inner.num_examples
-        self.count = 0
-        self.t0 = self.t1 = None
-
-    def batches(self, epoch: int, start_iteration: int = 0):
-        for batch in self.inner.batches(epoch, start_iteration):
-            if self.count == self.warmup:
-                synchronize(self.device)
-                self.t0 = time.perf_counter()
-            elif self.count == self.warmup + self.steps:
-                synchronize(self.device)
-                self.t1 = time.perf_counter()
-            self.count += 1
-            yield batch
-
-    @property
-    def seconds(self) -> float:
-        if self.t0 is None or self.t1 is None:
-            raise RuntimeError("the timed window was not completed")
-        return self.t1 - self.t0
-
-
-def soft_mask_factory(w: Workload) -> tuple[Optional[Callable], Optional[str]]:
-    """Our soft-mask strategy, imported lazily: (factory, None) or (None, why it is unavailable)."""
-    try:
-        from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
-        hparams = SoftMaskHparams(pruning_layers_to_ignore=w.soft_mask_ignore)
-    except Exception as e:  # noqa: BLE001 - the plug-in may be missing or half-written
-        return None, f"{type(e).__name__}: {e}"
-    return (lambda model, mask: SoftMask(model, mask, hparams)), None
-
-
-def time_ours(w: Workload, strategy: str, train_loader: BatchLoader, test_loader: BatchLoader,
-              platform: Platform, warmup: int, steps: int) -> float:
-    """Seconds per step of loop.train over `steps` iterations after `warmup`."""
-    if strategy == "standard":
-        make_strategy = Standard
-    else:
-        make_strategy, why = soft_mask_factory(w)
-        if make_strategy is None:
-            raise RuntimeError(why)
-    model = build_model(w)
-    timed = TimedLoader(train_loader, warmup, steps, platform.torch_device)
-    ipe = timed.iterations_per_epoch
-    with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
-        job = loop.TrainJob(output_dir=Path(tmp), model=model, mask=Mask.ones_like(model),
-                            train_loader=timed, test_loader=test_loader, hparams=w.hparams,
-                            start_step=Step.zero(ipe), end_step=Step(warmup + steps + 1, ipe),
-                            platform=platform, make_strategy=make_strategy,
-                            quiet=True, evaluate_only_at_end=True, label=f"bench {w.key} {strategy}")
-        loop.train(job)
-    return timed.seconds / steps
-
-
-# ---------------------------------------------------------------------------------------------------
-# Reference: per-sample Dataset + DataLoader + plain loop (+ parametrize soft masks)
-# ---------------------------------------------------------------------------------------------------
-class PerSampleDataset(Dataset):
-    """One uint8 image at a time -> [pad 4 + random crop, random horizontal flip] -> float/255 ->
-    normalize, all per sample (torchvision's CIFAR recipe, here with plain torch ops)."""
-
-    def __init__(self, data: ImageData, spec: DatasetSpec, augment: bool):
-        self.images = data.images
-        self.labels = data.labels.tolist()       # python ints, as torchvision datasets return
-        self.augment = augment
-        self.height, self.width = data.images.shape[2:]
-        self.mean = torch.tensor(spec.mean).view(-1, 1, 1)
-        self.std = torch.tensor(spec.std).view(-1, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        img = self.images[i]                                             # uint8 [C, H, W]
-        if self.augment:
-            img = F.pad(img, (PAD, PAD, PAD, PAD))                      # RandomCrop(padding=4)
-            top = int(torch.randint(0, 2 * PAD + 1, (1,)).item())
-            left = int(torch.randint(0, 2 * PAD + 1, (1,)).item())
-            img = img[:, top:top + self.height, left:left + self.width]
-            if torch.rand(1).item() < 0.5:                               # RandomHorizontalFlip
-                img = img.flip(-1)
-        x = img.float().div(255.0)                                       # ToTensor
-        x = x.sub(self.mean).div(self.std)                               # Normalize
-        return x, self.labels[i]
-
-
-class MaskParametrization(nn.Module):
-    """weight -> weight * mask, with the mask a trainable nn.Parameter (recomputed at every access)."""
-
-    def __init__(self, shape: torch.Size, value: float):
-        super().__init__()
-        self.mask = nn.Parameter(torch.full(shape, value))
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight * self.mask
-
-
-def add_reference_masks(model: nn.Module, ignore: Optional[str]) -> list[nn.Parameter]:
-    skip = {s.strip() for s in (ignore or "").split(",") if s.strip()}
-    masks = []
-    for name in model.prunable_layer_names:
-        if name in skip:
-            continue
-        module = model.get_submodule(name.rsplit(".", 1)[0])
-        p = MaskParametrization(module.weight.shape, 0.5)
-        parametrize.register_parametrization(module, "weight", p)
-        masks.append(p.mask)
-    return masks
-
-
-def reference_log_penalty(masks: list[nn.Parameter], lam: float = 1e-6, eps: float = 0.1) -> torch.Tensor:
-    scale = math.log((1 + eps) / eps)
-    total = 0.0
-    for m in masks:                                                      # Python loop over layers
-        total = total + (torch.log1p(m / eps) / scale).sum()
-    return lam * total
-
-
-def _cycle(loader: DataLoader):
-    while True:
-        yield from loader
-
-
-def time_reference(w: Workload, strategy: str, dataset: PerSampleDataset, device: torch.device,
-                   workers: int, warmup: int, steps: int) -> float:
-    """Seconds per step of the conventional loop over `steps` iterations after `warmup`."""
-    model = build_model(w).to(device)
-    masks = add_reference_masks(model, w.soft_mask_ignore) if strategy == "soft_mask" else []
-    mask_ids = {id(m) for m in masks}
-    hp = w.hparams
-    groups = [{"params": [p for p in model.parameters() if id(p) not in mask_ids]}]
-    if masks:
-        groups.append({"params": masks, "weight_decay": 0.0})
-    optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay or 0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
-    criterion = nn.CrossEntropyLoss()
-    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
-                        pin_memory=device.type == "cuda", drop_last=False)
-    batches = _cycle(loader)
-    model.train()
-    t0 = None
-    for i in range(warmup + steps):
-        if i == warmup:
-            synchronize(device)
-            t0 = time.perf_counter()
-        x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = criterion(model(x), y)
-        if masks:
-            loss = loss + reference_log_penalty(masks)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if masks:
-            with torch.no_grad():
-                for m in masks:
-                    m.clamp_(0.0, 1.0)
-    synchronize(device)
-    seconds = time.perf_counter() - t0
-    del batches  # shuts the workers down
-    return seconds / steps
-
-
-# ---------------------------------------------------------------------------------------------------
-# Running, summarizing, printing
-# ---------------------------------------------------------------------------------------------------
-@dataclass
-class Measure:
-    seconds: list[float] = field(default_factory=list)   # per step, one per repetition
-    error: Optional[str] = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and bool(self.seconds)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds) if self.ok else float("nan")
-
-    @property
-    def steps_per_s(self) -> float:
-        return 1.0 / self.median if self.ok else float("nan")
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name or pyplatform.processor() or 'unknown CPU'} ({os.cpu_count()} logical CPUs)"
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def our_platforms(device: torch.device) -> dict[str, Platform]:
-    """`ours`: the defaults a user gets; `ours_fp32`: the same with --precision fp32, listed when the
-    default is bf16, so the table separates what reduced precision buys from the rest."""
-    default = Platform(device=str(device))
-    out = {"ours": default}
-    if default.autocast_dtype is not None:
-        out["ours_fp32"] = Platform(device=str(device), precision="fp32")
-    return out
 
 
 def variant_name(variant: str, device: torch.device) -> str:
@@ -393,21 +98,8 @@ def measure(args, device: torch.device) -> dict:
             "dataset": PerSampleDataset(data, spec, augment=spec.augment),
         }
         configs = [(v, s) for s in STRATEGIES for v in variants(args.workers, device)]
-        table = {c: Measure() for c in configs}
-        # Untimed warm-up of every configuration (allocator, kernels, first-call work, worker start-up).
-        for c in configs:
-            try:
-                run_one(c[0], w, c[1], ctx, device, warmup, 1)
-            except Exception as e:  # noqa: BLE001 - report the row as unavailable, keep the rest
-                table[c].error = f"{type(e).__name__}: {e}".splitlines()[0][:200]
-                log(f"[{w.key}] {c[0]} {c[1]} unavailable: {table[c].error}")
-        live = [c for c in configs if table[c].error is None]
-        for r in range(args.reps):
-            order = live[r % len(live):] + live[:r % len(live)] if live else []   # rotate: interleaved
-            for c in order:
-                sec = run_one(c[0], w, c[1], ctx, device, warmup, steps)
-                table[c].seconds.append(sec)
-                log(f"[{w.key}] rep {r + 1}/{args.reps} {c[0]:>9} {c[1]:<9} {1 / sec:8.2f} steps/s")
+        table = interleaved(w.key, configs, lambda c, n: run_one(c[0], w, c[1], ctx, device, warmup, n),
+                            steps, args.reps)
         results[w.key] = {"workload": w, "warmup": warmup, "steps": steps, "table": table}
     return results
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import WORKLOADS, TimedLoader, build_model, device_name, synthetic, time_ours  # noqa: E402
+from harness import WORKLOADS, TimedLoader, build_model, device_name, synthetic, time_ours  # noqa: E402
 
 from open_lth_concave.datasets.loader import BatchLoader  # noqa: E402
 from open_lth_concave.foundations.hparams import TrainingHparams  # noqa: E402

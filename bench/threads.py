@@ -3,7 +3,7 @@
 
     python bench/threads.py [--reps 2] [--quick] [--json FILE]
 
-Rows: LeNet-300-100 on MNIST-shaped data and ResNet-20 on CIFAR-shaped data (bench/speed.py's
+Rows: LeNet-300-100 on MNIST-shaped data and ResNet-20 on CIFAR-shaped data (bench/harness.py's
 workloads: synthetic uint8 images, batch 128, the real training path `loop.train` fed by `BatchLoader`,
 platform defaults), each measured twice: "idle" (nothing started by the benchmark; whatever else runs
 on the machine keeps running, and the report prints the load it saw) and "busy" (one competing
@@ -36,10 +36,10 @@ def worker(model_key: str, setting: str, quick: bool) -> dict:
     sys.path.insert(0, str(HERE))
     import torch
 
-    import speed  # bench/speed.py: the workloads and the timed loop.train
+    import harness  # bench/harness.py: the workloads and the timed loop.train
     from open_lth_concave.datasets.loader import BatchLoader
     from open_lth_concave.platform import Platform, allocator, threads
-    w = next(x for x in speed.WORKLOADS if x.key == model_key)
+    w = next(x for x in harness.WORKLOADS if x.key == model_key)
     platform = Platform(device="cpu", threads=0 if setting == "auto" else
                         (threads.usable_cpus() if setting == "all" else int(setting)))
     platform.apply()
@@ -48,16 +48,16 @@ def worker(model_key: str, setting: str, quick: bool) -> dict:
     from open_lth_concave.models import registry as models
     with torch.device("meta"):
         meta = models.get(w.model_name).build(tuple(spec.image_shape), spec.num_classes)
-    platform.choose_threads(meta, tuple(spec.image_shape), speed.BATCH)
+    platform.choose_threads(meta, tuple(spec.image_shape), harness.BATCH)
     # LeNet steps take milliseconds: its full window (300 steps) keeps noise down; ResNet-20's take seconds here
     warmup, steps = (w.quick_warmup, w.quick_steps) if quick else \
         ((w.warmup, w.steps) if w.key == "lenet" else (w.quick_warmup + 1, w.quick_steps))
-    n = speed.BATCH * (warmup + steps + 2)
-    train = BatchLoader(speed.synthetic(spec, n, 0), spec, speed.BATCH, platform.torch_device, train=True,
+    n = harness.BATCH * (warmup + steps + 2)
+    train = BatchLoader(harness.synthetic(spec, n, 0), spec, harness.BATCH, platform.torch_device, train=True,
                         augment=spec.augment, seed=0, channels_last=platform.channels_last)
-    test = BatchLoader(speed.synthetic(spec, 128, 1), spec, 128, platform.torch_device, train=False,
+    test = BatchLoader(harness.synthetic(spec, 128, 1), spec, 128, platform.torch_device, train=False,
                        augment=False, seed=0, channels_last=platform.channels_last)
-    seconds = speed.time_ours(w, "standard", train, test, platform, warmup, steps)
+    seconds = harness.time_ours(w, "standard", train, test, platform, warmup, steps)
     chosen = threads.last_choice
     return {"threads": torch.get_num_threads(), "reason": chosen.reason if setting == "auto" and chosen else setting,
             "step_ms": 1e3 * seconds, "steps": steps}
