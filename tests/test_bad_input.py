@@ -138,6 +138,8 @@ def test_read_only_root(tmp_path, capsys):
 
 
 # ---- write failures --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_file_size_limit_stops_with_one_line_and_nothing_half_written(tmp_path):
     """A file-size limit smaller than a model file: one line naming the file and the cause, exit 2, no
     temporary or partial file; without the limit the same command then finishes as a clean run does."""

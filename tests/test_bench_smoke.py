@@ -12,8 +12,11 @@ import os
 import math
 import subprocess
 import sys
+import pytest
 
 from conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]   # each runs a benchmark script
 
 ROWS = [("LeNet-300-100", "standard"), ("LeNet-300-100", "soft_mask"),
         ("ResNet-20", "standard"), ("ResNet-20", "soft_mask")]

@@ -14,6 +14,8 @@ from conftest import run_cli
 DIGITS = ["--default_hparams=digits_lenet_300_100", "--quiet"]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_help_lists_the_strategy_hyperparameters_with_defaults():
     result = run_cli("lottery", "--default_hparams=digits_lenet_300_100", "--pruning_strategy=concave_log", "--help")
     assert result.returncode == 0
@@ -57,6 +59,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags
     assert not root.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_bad_input_through_the_real_entry_point(tmp_path):
     root = tmp_path / "results"
     result = run_cli("lottery", *DIGITS, "--levels=1", "--pruning_strategy=concave_log", "--threshold=2", root=root)

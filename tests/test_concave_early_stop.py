@@ -108,6 +108,7 @@ def only_experiment(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("every", [None, "20it"])
+@pytest.mark.slow
 def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summary(tmp_path, monkeypatch, capsys,
                                                                                     every):
     """The stop point, the relaxed mask and the level's mask are those of an uninterrupted run when
@@ -156,6 +157,7 @@ def test_a_settled_search_stops_early_resumes_to_the_same_step_and_shows_in_summ
 
 
 @pytest.mark.parametrize("mode", ["target", "fraction"])
+@pytest.mark.slow
 def test_target_and_fraction_modes_stop_early_too(tmp_path, mode):
     root = tmp_path / mode
     assert cli.main(["lottery", *SEARCH, "--early_stop=settled", "--early_stop_tolerance=0.2",

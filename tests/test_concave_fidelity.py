@@ -54,6 +54,7 @@ def test_decay_budget_sums_the_scheduled_lr_over_one_minus_momentum():
     assert d == pytest.approx(1e-4 * 0.1 * 391 * (56 + 15 * 0.1 + 14 * 0.01) / 0.1) and 2.2 < d < 2.3
 
 
+@pytest.mark.slow
 def test_sparsity_target_steers_a_synthetic_search_to_its_share():
     """A plant where mask i is held up by h_i and pushed down by c * lam: the controller must find the c
     at which the target share sits below alpha, and hold it (within the +-2 points we promise)."""
@@ -143,6 +144,7 @@ def test_search_metrics_show_the_mask_optimizer_budget(tmp_path):
 DIGITS = ["--default_hparams=digits_lenet_300_100", "--threads=1", "--quiet"]
 
 
+@pytest.mark.slow
 def test_default_concave_run_on_digits_warns_and_target_mode_lands_on_its_targets(tmp_path, capsys):
     """The faithful default on a short digits round moves no mask below alpha: each level says so in one
     line naming the knob. Target mode (with the scaled optimizer, whose masks spread) lands within 2 points."""

@@ -65,6 +65,7 @@ def test_stacked_replicates_on_cuda(root):
     assert len(result.models) == 4 and min(result.test_accuracy) > 0.85
 
 
+@pytest.mark.subprocess
 def test_speed_benchmark_runs_on_cuda(tmp_path):
     import subprocess
     import sys

@@ -3,12 +3,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from open_lth_concave.foundations import io
 from open_lth_concave.pruning.mask import Mask
 
 from conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]   # torchrun processes
 
 # fp32: under bf16 autocast (the default on CPUs with native bf16) the two half-batch products round
 # differently from one full-batch product and the weights drift apart by ~5e-2 over 2 epochs.

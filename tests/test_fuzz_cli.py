@@ -53,6 +53,7 @@ def setup_only(monkeypatch, tmp_path):
 @given(command=st.sampled_from(["lottery", "train"]),
        chosen=st.dictionaries(st.sampled_from(sorted(FLAGS)), st.just(None), max_size=5),
        data=st.data())
+@pytest.mark.slow
 def test_cli_fuzz(command, chosen, data, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz") / "results"
     argv = [command, "--default_hparams=digits_lenet_300_100", "--root", str(root)]

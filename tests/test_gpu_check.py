@@ -10,10 +10,13 @@ import torch
 
 from conftest import REPO
 
+pytestmark = pytest.mark.subprocess   # runs bench/gpu_check.py
+
 STEPS = ["platform", "GPU lottery flags", "CUDA tests", "speed benchmark", "soft-mask overhead", "lottery IMP",
          "lottery concave_log target 20%"]
 
 
+@pytest.mark.slow
 def test_dry_run_goes_through_every_step_and_says_it_holds_no_gpu_figure(tmp_path):
     out = tmp_path / "check.md"
     proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", f"--out={out}"], cwd=REPO,

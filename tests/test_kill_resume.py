@@ -14,6 +14,8 @@ from open_lth_concave.foundations import io
 
 from conftest import REPO, wait_for_lock
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]   # kills real processes
+
 STRATEGIES = ["sparse_global", "concave_log"]
 
 

@@ -21,6 +21,7 @@ def test_second_holder_is_refused_then_admitted(tmp_path):
     ExperimentLock(tmp_path).acquire(wait=False).release()
 
 
+@pytest.mark.subprocess
 def test_lock_of_a_dead_process_is_stale(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(proc.stdout)
@@ -39,6 +40,8 @@ def test_old_heartbeat_from_another_host_is_stale(tmp_path):
     ExperimentLock(tmp_path, stale_after=60).acquire(wait=False).release()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_two_processes_on_one_experiment_train_it_once(tmp_path):
     """Start two real `lottery` processes on the same experiment: one trains, the other waits and reuses."""
     env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path))
@@ -88,6 +91,8 @@ def _race_for(folder, start, attempted, results):
     results.put(got)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_processes_racing_for_a_dead_holders_lock_get_exactly_one_holder(tmp_path):
     """Many times over: a lock left by a dead process, several processes released at the same moment to
     take it over. The OS grants it to exactly one (the old take-over by unlink + create let two in)."""
@@ -116,6 +121,7 @@ def test_processes_racing_for_a_dead_holders_lock_get_exactly_one_holder(tmp_pat
     assert winners == [1] * trials
 
 
+@pytest.mark.subprocess
 def test_a_stopped_holder_keeps_the_lock(tmp_path):
     """A holder paused by SIGSTOP (its heartbeat stops too) still holds the lock: the OS sees it alive."""
     import signal

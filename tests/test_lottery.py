@@ -151,6 +151,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, needle, root, tmp
     assert not root.exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_subprocess_entry_point_help_and_output_location(root):
     r = run_cli("lottery", "--default_hparams=digits_lenet_300_100", "--help")
     assert r.returncode == 0

@@ -12,6 +12,8 @@ from open_lth_concave.platform import optim_start
 from conftest import REPO
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_train_command_does_not_import_dynamo(tmp_path):
     """torch._dynamo's import was 3.5 s of a 12 s 10-epoch MNIST-10k `train` (bench/whole_command.py)."""
     code = ("import sys; from open_lth_concave import cli; "
@@ -65,6 +67,8 @@ def _compare(make, fused) -> bool:
     return without_dynamo
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_step_equals_optimizer_step_in_a_process_without_dynamo():
     code = ("import sys; sys.path.insert(0, 'tests'); import torch; "
             "from open_lth_concave.platform import optim_start; optim_start.skip_dynamo_import(); "

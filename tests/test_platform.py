@@ -39,6 +39,7 @@ def test_bad_allocator_value_is_a_clear_error():
         Platform.from_dict({"cpu_allocator": "jemalloc"})
 
 
+@pytest.mark.slow
 def test_compiled_soft_mask_search_on_cpu_matches_eager(tmp_path):
     """--compile (inductor on CPU here, the same path CUDA takes) runs the soft-mask search end to end."""
     import json
@@ -57,6 +58,7 @@ def test_compiled_soft_mask_search_on_cpu_matches_eager(tmp_path):
     assert abs(compiled["test_accuracy"] - eager["test_accuracy"]) < 0.02
 
 
+@pytest.mark.slow
 def test_compiled_conv_soft_mask_step_matches_eager_with_channels_last():
     """The CUDA default (channels_last conv weights) under --compile: the flat mask's per-layer views
     must be ones torch.compile can trace (view + permute, not as_strided)."""

@@ -40,6 +40,7 @@ def test_preset_starts_with_a_comment_and_repeats_nothing(name):
 
 
 @pytest.mark.parametrize("name", [p for p in PRESETS if p not in BASES])
+@pytest.mark.slow
 def test_preset_builds_every_strategy_job(name, tmp_path, capsys):
     """Through the CLI's own parser: compare validates every strategy x replicate job, writes nothing."""
     job = load_defaults(name)["job"]

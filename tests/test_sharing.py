@@ -89,6 +89,8 @@ def _snapshot(folder: Path) -> dict:
     return {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*"))}
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_compare_waits_for_a_paused_lottery_instead_of_replacing_its_level0(tmp_path):
     """A lottery of the second strategy is paused (SIGSTOP) in level 0 while `compare` trains the first strategy
     and then wants to share its level 0 into the paused one's folder: compare waits for the lock, nothing of

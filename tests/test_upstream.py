@@ -159,6 +159,7 @@ def test_not_a_checkout_is_one_line(tmp_path, capsys):
 
 
 # ---- inside the (stand-in) checkout -------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_the_compat_edits_are_what_lets_it_import(tmp_path):
     """The stand-in keeps open_lth's base-class order: unpatched it does not import on current PyTorch."""
     path, home = checkout(tmp_path), tmp_path / "home"
@@ -170,6 +171,8 @@ def test_the_compat_edits_are_what_lets_it_import(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_concave_lottery_inside_the_patched_checkout(tmp_path, capsys):
     """Upstream's own lottery runs concave_log (hard ablation: exactly 30% of the survivors per level),
     its mask trained through upstream's loop and the hooks; same folder name as our core; our summary
@@ -200,6 +203,8 @@ def test_concave_lottery_inside_the_patched_checkout(tmp_path, capsys):
     assert f"{int(level1)} / {total}" in out and "fraction mode" in out
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_target_search_checkpoint_loads_under_safe_loading(tmp_path):
     """open_lth counts steps with NumPy integers; nothing NumPy may reach the search's checkpointed state."""
     path, home = checkout(tmp_path), home_with_mnist(tmp_path)
@@ -213,6 +218,8 @@ def test_a_target_search_checkpoint_loads_under_safe_loading(tmp_path):
     assert target["steps"] == 8 and type(target["log_scale"]) is float
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_upstream_imp_gives_the_same_masks_with_and_without_the_hooks(tmp_path):
     homes, masks = [], []
     for group in (("compat",), E.GROUPS):
@@ -227,6 +234,7 @@ def test_upstream_imp_gives_the_same_masks_with_and_without_the_hooks(tmp_path):
     assert 0 < sum(int(v.sum()) for v in masks[0].values()) < sum(v.numel() for v in masks[0].values())
 
 
+@pytest.mark.subprocess
 def test_run_in_memory_changes_no_file(tmp_path):
     path, home = checkout(tmp_path), tmp_path / "home"
     home.mkdir()
