@@ -32,6 +32,9 @@ class Regularizer:
     color: ClassVar[str | None] = None
     marker: ClassVar[str] = "o"
     legend_symbols: ClassVar[dict[str, str]] = {}    # its own fields' short names in legends (e.g. epsilon: ε)
+    # r'(m) as a C expression of the float `m` and the constants c[0..3] (`native_constants`), for the
+    # soft-mask search's one-pass CPU step (`native_step.py`); None: that search takes the eager path
+    native_derivative: ClassVar[str | None] = None
 
     def __init__(self, hparams: Hparams | None = None):
         self.hparams = hparams if hparams is not None else self.hparams_cls()
@@ -45,6 +48,10 @@ class Regularizer:
 
     def total(self, m: torch.Tensor) -> torch.Tensor:
         return self.value(m).sum()
+
+    def native_constants(self) -> tuple[float, ...]:
+        """The values of c[0..3] in `native_derivative` (at most four)."""
+        return ()
 
     def add_derivative_(self, grad: torch.Tensor, m: torch.Tensor, scale: float) -> None:
         """grad += scale * r'(m), in place: the training step's penalty gradient (override to save passes)."""
@@ -78,6 +85,7 @@ class L1(Regularizer):
     default_lambda = 3e-6
     strictly_concave = False
     display_name, color, marker = "ℓ1", "#d62728", "s"
+    native_derivative = "1.0f"
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
         return m
@@ -103,6 +111,10 @@ class Log(Regularizer):
     default_lambda = 1e-6
     display_name, color, marker = "log", "#2ca02c", "^"
     legend_symbols = {"epsilon": "ε"}
+    native_derivative = "c[1] / (m + c[0])"
+
+    def native_constants(self) -> tuple[float, ...]:
+        return (self.hparams.epsilon, 1.0 / self._scale())
 
     def _scale(self) -> float:
         eps = self.hparams.epsilon
@@ -135,6 +147,11 @@ class Lq(Regularizer):
     hparams_cls = LqHparams
     default_lambda = 1e-6
     display_name, color = "ℓq", "#9467bd"
+    native_derivative = "(m < c[0] ? c[1] : c[2] * powf(m, c[3]))"
+
+    def native_constants(self) -> tuple[float, ...]:
+        q = self.hparams.q
+        return (_LQ_FLOOR, _LQ_FLOOR ** (q - 1), q, q - 1)
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
         q = self.hparams.q
@@ -158,6 +175,11 @@ class Mcp(Regularizer):
     hparams_cls = McpHparams
     default_lambda = 1e-6
     display_name, color = "MCP", "#8c564b"
+    native_derivative = "(1.0f - m / c[0]) / c[1]"
+
+    def native_constants(self) -> tuple[float, ...]:
+        g = self.hparams.mcp_gamma
+        return (g, 1 - 1 / (2 * g))
 
     def value(self, m: torch.Tensor) -> torch.Tensor:
         g = self.hparams.mcp_gamma

@@ -16,11 +16,13 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
-from open_lth_concave.concave.flat_mask import FlatMaskStrategy
+from open_lth_concave.concave.flat_mask import FlatMaskStrategy, _with_strides_of, _with_weights
+from open_lth_concave.concave.native_step import MaskStep
 from open_lth_concave.concave.mask_hparams import DEFAULT_THRESHOLD, MaskOptimizerHparams, with_default
 from open_lth_concave.concave.regularizers import MaskPenalty, Regularizer
 from open_lth_concave.concave.settle import SettleStop
 from open_lth_concave.concave.target import SparsityTarget
+from open_lth_concave.foundations import distributed
 from open_lth_concave.foundations.hparams import Hparams, hp
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.strategy import registry as training_strategies
@@ -46,6 +48,12 @@ class SoftMaskHparams(MaskOptimizerHparams):
     def mask_penalty(self) -> MaskPenalty:
         """The penalty these fields name (the regularizer with its default hyperparameters)."""
         return MaskPenalty.resolve(self.regularizer, self.regularization_lambda)
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Its elements fill exactly numel() consecutive slots (any dimension order): one flat loop covers it."""
+    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last) or \
+        t.permute(*sorted(range(t.dim()), key=lambda d: -t.stride()[d])).is_contiguous()
 
 
 @training_strategies.register("soft_mask")
@@ -80,6 +88,11 @@ class SoftMask(FlatMaskStrategy):
             settle.bind(self.alive > 0)
         with torch.no_grad():
             self.variable.clamp_(0.0, 1.0)
+        # the one-pass CPU step, once bind_optimizer has found it usable
+        self._native: Optional[MaskStep] = None
+        self._leaves: Optional[list[torch.Tensor]] = None
+        self._stepped = False
+        self._buf_source: Optional[torch.Tensor] = None
 
     def optimizer_settings(self) -> dict[str, Any]:
         settings = super().optimizer_settings()
@@ -93,8 +106,86 @@ class SoftMask(FlatMaskStrategy):
     def mask_values(self) -> torch.Tensor:
         return self.variable
 
+    # ---- the one-pass CPU step (native_step.py) ---------------------------------------------------
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Use the one-pass step when it computes exactly what the eager step does: plain SGD holding the
+        mask, float32 on the CPU, one process, a regularizer with a C derivative, a compiler."""
+        self._native = None
+        group = next((g for g in optimizer.param_groups if any(p is self.variable for p in g["params"])), None)
+        tensors = [self.variable, *self._weights]
+        if (group is None or type(optimizer) is not torch.optim.SGD or group.get("maximize")
+                or group.get("differentiable") or distributed.world_size() > 1 or not self._weights
+                or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors)
+                or any(w.stride() != v.stride() or not _dense(w) for w, v in zip(self._weights, self._variable_views))):
+            return
+        step = MaskStep.for_regularizer(self.regularizer)
+        if step is not None:
+            self._native, self._optimizer, self._group = step, optimizer, group
+            self._alive_views = self.layout.views(self.alive) if self.any_pruned else [None] * len(self._weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._native is None or not torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return super().forward(x)
+        # the masked weights as leaves: backward leaves dL/d(m * theta) in their .grad, and before_step
+        # turns it into both gradients and the mask's whole update in one pass
+        with torch.no_grad():
+            leaves = torch._foreach_mul(self._weights, self._variable_views)
+        for leaf in leaves:
+            leaf.requires_grad_()
+        self._leaves = leaves
+        return _with_weights(self.model, self._owners, leaves, x)
+
+    @torch.no_grad()
+    def _native_step(self, leaves: list[torch.Tensor]) -> None:
+        group, state = self._group, self._optimizer.state[self.variable]
+        mu, buf, first = float(group["momentum"]), None, False
+        if mu != 0:
+            buf = state.get("momentum_buffer")
+            first = buf is None
+            if first:
+                buf = state["momentum_buffer"] = torch.empty_like(self.variable)
+            if buf is not self._buf_source:
+                self._buf_source, self._buf_views = buf, self.layout.views(buf)
+        scale = self.target.scale if self.target is not None else 1.0
+        s, wd = scale * self.lam, scale * self.decay + float(group["weight_decay"])
+        for leaf, weight, m, b, alive in zip(leaves, self._weights, self._variable_views,
+                                             self._buf_views if buf is not None else [None] * len(leaves),
+                                             self._alive_views):
+            g = leaf.grad
+            if g is None:
+                g = torch.zeros_like(weight)
+            elif g.stride() != weight.stride():
+                g = _with_strides_of(g, weight)
+            self._native.run(g, weight, m, b, alive, s, wd, mu, float(group["dampening"]), first,
+                             bool(group["nesterov"]), float(group["lr"]))
+            if weight.grad is None:
+                weight.grad = g          # now g * m: theta's gradient
+            else:
+                weight.grad.add_(g)
+
+    @torch.no_grad()
+    def _gradients_from(self, leaves: list[torch.Tensor]) -> None:
+        """The eager step's gradients from the leaves (when something else gave the mask a gradient too)."""
+        grad = self.variable.grad
+        for leaf, weight, m, gv in zip(leaves, self._weights, self._variable_views, self.layout.views(grad)):
+            if leaf.grad is None:
+                continue
+            gv.addcmul_(leaf.grad, weight)
+            if weight.grad is None:
+                weight.grad = leaf.grad * m
+            else:
+                weight.grad.addcmul_(leaf.grad, m)
+
     @torch.no_grad()
     def before_step(self) -> None:
+        leaves, self._leaves = self._leaves, None
+        self._stepped = False
+        if leaves is not None:
+            if self.variable.grad is None:   # the usual case: the mask's whole update, here, in one pass
+                self._native_step(leaves)
+                self._stepped = True
+                return
+            self._gradients_from(leaves)
         scale = self.target.scale if self.target is not None else 1.0
         if self.lam != 0 or self.decay != 0:
             if self.variable.grad is None:
@@ -107,9 +198,11 @@ class SoftMask(FlatMaskStrategy):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        # Projection onto [0,1]. Pruned entries start at 0 and get exactly zero gradient (before_step),
-        # so SGD (momentum, decay) leaves them at exactly 0: no re-masking pass needed here.
-        self.variable.clamp_(0.0, 1.0)
+        # Projection onto [0,1] (done by the one-pass step already). Pruned entries start at 0 and get
+        # exactly zero gradient (before_step), so SGD (momentum, decay) leaves them at exactly 0.
+        if not self._stepped:
+            self.variable.clamp_(0.0, 1.0)
+        self._stepped = False
         if self.target is not None:
             self.target.observe(self.variable)
         super().after_step()

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 
 from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
-from open_lth_concave.platform import allocator
+from open_lth_concave.platform import allocator, native
 from open_lth_concave.platform.threads import SMALL_STEP_MACS
 
 
@@ -54,6 +54,9 @@ class Platform(Hparams):
                             choices=["auto", "channels_last", "contiguous"])
     cpu_allocator: str = hp("tuned", "tuned (glibc keeps freed large blocks for reuse instead of returning them to the "
                             "OS on every free) or system (glibc's defaults).", choices=["tuned", "system"])
+    native_kernels: str = hp("auto", "auto (strategies may use small C kernels, compiled once with the system's C "
+                             "compiler and cached, for CPU work eager PyTorch does in several passes; no compiler: "
+                             "eager) or off (eager PyTorch only). See platform/native.py.", choices=["auto", "off"])
     threads: int = hp(0, "CPU threads for PyTorch; 0 chooses automatically: 1 for small models (under "
                       f"{SMALL_STEP_MACS:.0e} multiply-accumulates per step), else the idle cores this process may use (see platform/threads.py).",
                       range=">= 0")
@@ -78,6 +81,7 @@ class Platform(Hparams):
             torch.use_deterministic_algorithms(True)
         if self.cpu_allocator == "tuned":
             allocator.keep_freed_blocks()
+        native.set_mode(self.native_kernels)
 
     def choose_threads(self, model, input_shape: tuple[int, ...], batch_size: int) -> None:
         """With --threads=0 on the CPU: set the automatic thread count for training `model` (which may live

@@ -35,6 +35,7 @@ def current(platform, reduced_precision: bool = False) -> dict[str, Any]:
         "fused_optimizer": bool(platform.fused_optimizer),
         "deterministic": bool(platform.deterministic),
         "cpu_allocator": platform.cpu_allocator,
+        "native_kernels": platform.native_kernels,
         "threads": torch.get_num_threads(),
         "processes": distributed.world_size(),
         "torch": torch.__version__,

@@ -244,6 +244,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     checkpoint_file = out / layout.CHECKPOINT
     state, strategy, optimizer = checkpoint.resume(checkpoint_file, device, model, optimizer, strategy,
                                                    job.start_step, job.end_step, job.label, rebuild)
+    strategy.bind_optimizer(optimizer)
     step, elapsed, logger = job.start_step, 0.0, MetricLogger()
     if state is not None:
         step = Step(int(state["iteration"]), ipe)

@@ -35,6 +35,12 @@ class TrainingStrategy:
         """Extra optimizer parameter groups (each may set its own lr, momentum, weight_decay)."""
         return []
 
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called by the training loop once the optimizer over the model and `param_groups()` exists (and
+        after a resume has loaded its state). A strategy that updates some of its own tensors itself, e.g.
+        in one fused pass, reads their group's settings and state from it, and leaves their `.grad` None
+        so that `optimizer.step()` skips them. Without this call (another loop) it must do nothing special."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
