@@ -6,6 +6,9 @@ surviving entries (r from `regularizers.py`); after every optimizer step m is pr
 The penalty's value is never needed inside a step (only its gradient, and its value at evaluation
 points for the log), so the step adds lambda * r'(m) to the mask gradient directly (`before_step`):
 two or three passes over the mask instead of autograd through the value and back.
+On the CPU with SGD (the usual search), once the loop has bound the optimizer, the mask's gradient,
+penalty, momentum, update and projection and theta's gradient are one C loop instead (`native_step.py`;
+the same numbers to float tolerance; `--native_kernels=off` or no C compiler: the eager step above).
 The pruning strategies `concave_<regularizer>` (`strategies.py`) run this strategy as their search.
 """
 from __future__ import annotations
