@@ -203,3 +203,30 @@ def test_the_training_loop_uses_it_and_matches_native_kernels_off(tmp_path, monk
     assert masks["on"].keys() == masks["off"].keys()
     for n in masks["on"]:
         torch.testing.assert_close(masks["on"][n], masks["off"][n], rtol=1e-4, atol=1e-5)
+
+
+@needs_compiler
+def test_a_subclass_whose_penalty_reaches_the_mask_through_autograd_gets_both_gradients():
+    """A mask gradient from elsewhere (an autograd penalty) must not be lost: the step then combines the
+    leaves' gradients with it and runs eagerly, as an unbound strategy does."""
+    class WithPenalty(SoftMask):
+        def penalty(self):
+            return 1e-3 * (self.variable ** 2).sum()
+
+    def make(bound: bool):
+        s, _ = _run(False)
+        w = WithPenalty(s.model, s.mask, s.hparams)
+        opt = torch.optim.SGD([{"params": list(w.model.parameters())}] + w.param_groups(), lr=0.05, momentum=0.9)
+        if bound:
+            w.bind_optimizer(opt)
+            assert w._native is not None
+        return w, opt
+
+    (a, a_opt), (b, b_opt) = make(True), make(False)
+    plain, plain_opt = _run(False)
+    batches = _batches()
+    _train(a, a_opt, batches)
+    _train(b, b_opt, batches)
+    _assert_same(a, b)
+    _train(plain, plain_opt, batches)
+    assert not torch.allclose(a.variable.detach(), plain.variable.detach(), atol=1e-4)   # the penalty acted
