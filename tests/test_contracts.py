@@ -113,7 +113,7 @@ def pruning_context(level: dict, folder: Path) -> PruningContext:
         job = loop.TrainJob(output_dir, model, mask, data.train, data.test, training, level["start"], level["end"],
                             CPU, make_strategy=make_strategy or loop.Standard, quiet=True,
                             evaluate_only_at_end=True, label=label)
-        return TrainResult(*loop.train(job))
+        return loop.train(job)
 
     return PruningContext(level=2, current_mask=Mask({k: v.clone() for k, v in level["previous"].items()}),
                           artifacts_dir=folder / "level_2" / "pruning", previous_artifacts_dir=None,
@@ -180,7 +180,9 @@ def test_training_strategy_keeps_pruned_weights_at_zero(name, tiny_level, tmp_pa
     job = loop.TrainJob(tmp_path / name, model, mask, level["data"].train, level["data"].test, level["training"],
                         level["start"], level["end"], CPU, make_strategy=lambda m, k: made.append(cls(m, k)) or made[-1],
                         quiet=True)
-    trained, strategy = loop.train(job)
+    result = loop.train(job)
+    assert isinstance(result, TrainResult) and result.strategy is made[-1]
+    trained, strategy = result
 
     weights = dict(trained.named_parameters())
     for tensor, m in mask.items():

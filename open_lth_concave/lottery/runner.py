@@ -207,7 +207,7 @@ class LotteryRunner:
                             self.start_step, self.end_step, self.platform,
                             make_strategy=make_strategy or loop.Standard, quiet=self.quiet,
                             evaluate_only_at_end=self.evaluate_only_at_end, label=label)
-        return TrainResult(*loop.train(job))
+        return loop.train(job)
 
     def _mask_shapes(self) -> dict:
         if not hasattr(self, "_shapes"):

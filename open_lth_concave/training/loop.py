@@ -41,7 +41,7 @@ from open_lth_concave.training.metric_logger import MetricLogger
 from open_lth_concave.training.optimizers import build_optimizer, lr_factor_fn, set_lr
 from open_lth_concave.training.progress import Progress, warn
 from open_lth_concave.training.schedule import Schedule
-from open_lth_concave.training.strategy import Standard, TrainingStrategy
+from open_lth_concave.training.strategy import Standard, TrainingStrategy, TrainResult
 
 StrategyFactory = Callable[[nn.Module, Mask], TrainingStrategy]
 STOP_POLL_STEPS = 20   # under torchrun: how often the processes agree on a stop signal (one host sync)
@@ -215,7 +215,7 @@ def run_steps(run: Run, step: Step) -> Step:
     return step
 
 
-def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
+def train(job: TrainJob) -> TrainResult:
     """Train job.model from start_step to end_step in job.output_dir; resume or skip as files allow."""
     out = Path(job.output_dir)
     device = job.platform.torch_device
@@ -230,7 +230,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     zero_length = job.start_step == job.end_step
     if end_file.exists() and not (zero_length and not (out / layout.LOGGER).exists()):  # finished before: reuse
         if _reuse_finished(job, model, strategy, end_file, strategy_file, zero_length):
-            return model, strategy
+            return TrainResult(model, strategy)
         strategy = job.make_strategy(model, job.mask)
 
     hp = job.hparams
@@ -297,7 +297,7 @@ def train(job: TrainJob) -> tuple[nn.Module, TrainingStrategy]:
     if not (zero_length and end_file.exists()):
         io.save_torch(cpu_state(model), end_file)  # last: its presence marks the run finished
     io.remove(checkpoint_file)
-    return model, strategy
+    return TrainResult(model, strategy)
 
 
 def update(loss: torch.Tensor, strategy: TrainingStrategy, optimizer: torch.optim.Optimizer) -> None:
