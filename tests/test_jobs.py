@@ -74,3 +74,25 @@ def test_compare_runs_exactly_the_lottery_job_of_each_strategy():
     assert [jobs.describe("lottery", argv).hashname for argv in argvs] == \
         [jobs.describe("lottery", argv).hashname for argv in same]
     assert len({jobs.describe("lottery", argv).hashname for argv in argvs}) == 3
+
+
+NAMED = [(["train"], "--model_name=vgg_nope", "model"),
+         (["train"], "--dataset_name=mnits", "dataset"),
+         (["train"], "--model_init=kaiming", "model initializer"),
+         (["train"], "--batchnorm_init=ones", "batchnorm initializer"),
+         (["train"], "--training_strategy=soft", "training strateg"),
+         (["lottery", "--levels=1"], "--pruning_strategy=sparse", "pruning strateg"),
+         (["lottery", "--levels=1", "--pretrain"], "--pretrain_dataset_name=mnits", "dataset"),
+         (["lottery", "--levels=1", "--pretrain"], "--pretrain_training_strategy=soft", "training strateg")]
+
+
+@pytest.mark.parametrize("command,flag,kind", NAMED, ids=[f for _, f, _ in NAMED])
+def test_every_registered_name_is_resolved_in_one_place_and_fails_with_the_valid_names(command, flag, kind, root):
+    """jobs.check_names looks up each registered name a description holds; a wrong one is refused with the list."""
+    argv = ["--default_hparams=digits_lenet_300_100", "--quiet", *command[1:], flag]
+    with pytest.raises(Exception, match=rf"(unknown|invalid) ({kind})") as caught:
+        jobs.describe(command[0], argv)
+    assert "valid" in str(caught.value) or "invalid" in str(caught.value)
+    assert not root.exists()
+    good = jobs.describe(command[0], ["--default_hparams=digits_lenet_300_100", "--quiet", *command[1:]])
+    jobs.check_names(good)   # the defaults resolve

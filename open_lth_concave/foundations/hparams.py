@@ -370,7 +370,7 @@ class TrainingHparams(Hparams):
         if self.momentum and self.nesterov_momentum:
             raise HparamError("give --momentum or --nesterov_momentum, not both")
         # training_strategy is a registered name: resolved with the other names once the plug-ins have
-        # loaded (jobs/build.py resolve_names), not here on the ground floor
+        # loaded (jobs/build.py check_names), not here on the ground floor
 
 
 @dataclass(kw_only=True)

@@ -10,7 +10,7 @@ parser the first pass of `argv` selects (jobs/flags.py). The command line (cli.p
 (jobs/compare.py), `summary` (jobs/summary.py) and the tests build their jobs here.
 """
 from open_lth_concave.jobs.build import (  # noqa: F401
-    BranchJob, Job, LotteryJob, TrainJob, build, check_model_and_dataset, desc_from_args, describe,
+    BranchJob, Job, LotteryJob, TrainJob, build, check_model_and_dataset, check_names, desc_from_args, describe,
     rewinding_as_pretraining)
 from open_lth_concave.jobs.flags import (  # noqa: F401
     DESCRIPTIONS, OneLineParser, ParsedFirst, UsageError, first_pass, flags_without_effect, parser, preset_defaults,

@@ -41,7 +41,6 @@ def _lottery_pretraining(desc, args: argparse.Namespace, d: dict):
             raise HparamError("--rewinding_steps and --pretrain cannot be used together")
         pretrain_dataset = DatasetHparams.from_args(args, d.get("pretrain_dataset", d.get("dataset")), prefix="pretrain_")
         pretrain_training = TrainingHparams.from_args(args, d.get("pretrain_training", d.get("training")), prefix="pretrain_")
-        resolve_names(pretrain_training)
         if not Step.is_zero_str(pretrain_training.training_steps, flag="pretrain_training_steps"):
             return replace(desc, pretrain_dataset_hparams=pretrain_dataset, pretrain_training_hparams=pretrain_training)
         return desc   # zero pretraining steps = no pretraining (open_lth's rule: same experiment, same name)
@@ -50,11 +49,29 @@ def _lottery_pretraining(desc, args: argparse.Namespace, d: dict):
     return desc
 
 
-def resolve_names(training: TrainingHparams) -> None:
-    """The registered names a hyperparameter group holds, looked up once the plug-ins have loaded (the
-    hyperparameter classes on the ground floor know no registry): an unknown one fails with the valid names."""
+def check_names(desc, extra_groups=()) -> None:
+    """Every registered name the experiment's hyperparameters hold (training strategies, the pruning strategy,
+    the model and its initializers, datasets; pretraining's and a branch's `extra_groups` too), looked up once
+    the plug-ins have loaded: the hyperparameter classes on the ground floor know no registry. The one place
+    names are resolved; an unknown one fails with the valid names."""
+    from open_lth_concave.datasets import registry as datasets
+    from open_lth_concave.models import registry as models
+    from open_lth_concave.models.initializers import batchnorm_inits, model_inits
     from open_lth_concave.training.strategy import registry as training_strategies
-    training_strategies.get(training.training_strategy)
+    groups = [getattr(desc, name, None) for name in ("dataset_hparams", "model_hparams", "training_hparams",
+                                                     "pruning_hparams", "pretrain_dataset_hparams",
+                                                     "pretrain_training_hparams")]
+    for group in [g for g in groups if g is not None] + list(extra_groups):
+        if isinstance(group, TrainingHparams):
+            training_strategies.get(group.training_strategy)
+        elif isinstance(group, DatasetHparams):
+            datasets.get(group.dataset_name)
+        elif isinstance(group, ModelHparams):
+            models.get(group.model_name)
+            model_inits.get(group.model_init)
+            batchnorm_inits.get(group.batchnorm_init)
+        elif hasattr(group, "pruning_strategy"):
+            strategy_hparams_cls(group.pruning_strategy)
 
 
 def desc_from_args(command: str, args: argparse.Namespace, first: ParsedFirst):
@@ -64,34 +81,29 @@ def desc_from_args(command: str, args: argparse.Namespace, first: ParsedFirst):
     dataset = DatasetHparams.from_args(args, d.get("dataset"))
     model = ModelHparams.from_args(args, d.get("model"))
     training = TrainingHparams.from_args(args, d.get("training"))
-    resolve_names(training)
     if command == "train":
+        check_names(TrainingDesc(dataset, model, training))
         strategy_cls = first.training_strategy_cls
         strategy = strategy_cls.from_args(args, d.get("training_strategy")) if strategy_cls is not None else None
         return TrainingDesc(dataset, model, training, strategy)
     pruning = first.pruning_cls.from_args(args, d.get("pruning"))
-    strategy_hparams_cls(pruning.pruning_strategy)  # unknown names fail here, with the list
+    check_names(LotteryDesc(dataset, model, training, pruning))
     for name, why in flags_without_effect(pruning).items():   # it would only change the experiment's name
         if getattr(args, name, None) is not None:
             raise HparamError(f"invalid --{name} with --pruning_strategy {pruning.pruning_strategy}: {why}, so it "
                               "would change nothing but the experiment's name")
     desc = _lottery_pretraining(LotteryDesc(dataset, model, training, pruning), args, d)
+    check_names(None, [g for g in (desc.pretrain_dataset_hparams, desc.pretrain_training_hparams) if g is not None])
     desc.check_training_strategies(command)
     return desc
 
 
 def check_model_and_dataset(desc) -> None:
-    """Unknown model or dataset names (and tensor names the model lacks) fail before anything is written."""
+    """The model fits the dataset and its hyperparameters (e.g. frozen tensor names), and the tensors named in
+    --pruning_layers_to_ignore exist, checked before anything is written (names: `check_names`, already done)."""
     from open_lth_concave.datasets import registry as datasets
-    from open_lth_concave.models import registry as models
-    from open_lth_concave.models.initializers import batchnorm_inits, model_inits
-    models.get(desc.model_hparams.model_name)
-    model_inits.get(desc.model_hparams.model_init)
-    batchnorm_inits.get(desc.model_hparams.batchnorm_init)
-    datasets.get(desc.dataset_hparams.dataset_name)
-    if getattr(desc, "pretrain_dataset_hparams", None) is not None:
-        datasets.get(desc.pretrain_dataset_hparams.dataset_name)
     from open_lth_concave.models import check_model_hparams
+    from open_lth_concave.models import registry as models
     spec = datasets.get(desc.dataset_hparams.dataset_name)
     check_model_hparams(desc.model_hparams, spec.image_shape, spec.num_classes)   # e.g. frozen tensor names
     ignored = getattr(getattr(desc, "pruning_hparams", None), "pruning_layers_to_ignore", None)
@@ -277,8 +289,8 @@ def _branch_job(argv: list[str]) -> BranchJob:
     for prefix, (cls, source) in branch.extra_groups.items():
         trunk_group = getattr(desc, source).to_dict()
         extra_groups[prefix] = cls.from_args(args, trunk_group, prefix=prefix.split("_")[0] + "_")
+        check_names(None, [extra_groups[prefix]])
         if isinstance(extra_groups[prefix], TrainingHparams):
-            resolve_names(extra_groups[prefix])
             require_standard_training(extra_groups[prefix], prefix.split("_")[0] + "_", f"lottery_branch {branch.name}")
     if args.levels is None:
         raise HparamError("missing required flag --levels (trunk levels, e.g. 0,2-4)")
