@@ -2,17 +2,19 @@
 
 For work that eager PyTorch can only do as several passes over memory (each op reads and writes
 whole tensors) and that a single loop does in one: e.g. a plug-in's update of its own tensors. A
-kernel is plain C over raw float pointers; `load(name, source)` compiles it once per machine into
-a cache folder (`$OPEN_LTH_CACHE` or `$XDG_CACHE_HOME/open_lth_concave` or
-`~/.cache/open_lth_concave`, under `native/`, named by a hash of the source, the flags, the compiler
-and the machine; written to a temporary file and renamed, so concurrent runs never see half a file)
-and returns the loaded library, or None where kernels are off (`--native_kernels=off`), on a
-platform other than Linux or macOS, or when compiling fails (one warning line says why). Callers
-must keep an eager PyTorch path for None: a kernel is a speed-up, never a requirement.
+kernel is plain C over raw float pointers; `load(name, source)` compiles it once per machine into a
+cache folder (`$OPEN_LTH_CACHE` or `$XDG_CACHE_HOME/open_lth_concave` or `~/.cache/open_lth_concave`,
+under `native/`, named by a hash of the source, the flags, the compiler and the machine; written to a
+temporary file and renamed, so concurrent runs never see half a file; its hash is kept next to it and
+a file that does not match is built again) and returns the loaded library, or None where kernels are
+off (`--native_kernels=off`), on a platform other than Linux or macOS, or when compiling fails (one
+warning line says why). Callers keep an eager PyTorch path for None: a kernel is a speed-up, never a
+requirement.
 
-No `-march=native`: the cached library must run on any machine sharing the cache (these loops are
-bound by memory, where wider vector instructions gain little). `-ffp-contract=off` keeps each
-multiply and add rounded as eager PyTorch rounds them, so results agree to float tolerance.
+No `-march=native`: the cached library must run on any machine sharing the cache; a kernel that gains
+from wider vectors selects them at load time itself (`target_clones`, as concave/native_step.py does).
+`-ffp-contract=off` keeps each multiply and add rounded on its own, as eager PyTorch's elementwise
+ops round them, so results agree to float tolerance.
 """
 from __future__ import annotations
 
@@ -90,6 +92,16 @@ def _build(name: str, source: str) -> ctypes.CDLL:
     digest = hashlib.sha256("\0".join([source, " ".join(FLAGS), _compiler_id(cc), _platform.machine(),
                                        sys.platform]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{name}-{digest}.so"
+    if target.exists():
+        # read back only what this code wrote: the library's hash is kept next to it (a file cut short or
+        # changed is built again)
+        check = target.with_suffix(".sha256")
+        try:
+            if check.read_text().strip() == _file_hash(target):
+                return ctypes.CDLL(str(target))
+        except OSError:
+            pass
+        target.unlink(missing_ok=True)
     if not target.exists():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,5 +116,12 @@ def _build(name: str, source: str) -> ctypes.CDLL:
                                  capture_output=True, text=True, timeout=120)
             if out.returncode != 0:
                 raise RuntimeError(f"{cc} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
+            hash_file = Path(tmp) / "hash"
+            hash_file.write_text(_file_hash(so_file))
+            os.replace(hash_file, target.with_suffix(".sha256"))
             os.replace(so_file, target)
     return ctypes.CDLL(str(target))
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
