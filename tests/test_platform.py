@@ -85,3 +85,41 @@ def test_compiled_conv_soft_mask_step_matches_eager_with_channels_last():
     torch.testing.assert_close(grads[True][0], grads[False][0], rtol=1e-3, atol=1e-5)
     for n, g in grads[False][1].items():
         torch.testing.assert_close(grads[True][1][n], g, rtol=1e-3, atol=1e-5)
+
+
+def _meta(name: str):
+    from open_lth_concave.models import registry as models
+    with torch.device("meta"):
+        return models.get(name).build((3, 32, 32), 10)
+
+
+def test_channels_last_hazard_names_the_narrow_strided_1x1_convolution():
+    from open_lth_concave.platform import channels_last_hazard
+    hazard = channels_last_hazard(_meta("cifar_resnet_8_4"))
+    assert hazard is not None and hazard.startswith("blocks.1.shortcut.0: a 1x1 stride-2 convolution of 4 channels")
+    for safe in ("cifar_resnet_8_8", "cifar_resnet_20", "mnist_lenet_300_100", "cifar_vgg_11"):
+        assert channels_last_hazard(_meta(safe)) is None, safe
+
+
+def test_auto_memory_format_avoids_the_hazard_and_an_explicit_choice_is_kept_with_a_warning(capsys):
+    auto = Platform(device="cpu")
+    auto.choose_memory_format(_meta("cifar_resnet_8_4"))
+    assert not auto.channels_last and "contiguous (auto: blocks.1.shortcut.0" in auto.summary()
+    fine = Platform(device="cpu")
+    fine.choose_memory_format(_meta("cifar_resnet_8_8"))
+    assert fine.channels_last and "channels_last" in fine.summary()
+    explicit = Platform(device="cpu", memory_format="channels_last")
+    explicit.choose_memory_format(_meta("cifar_resnet_8_4"))
+    assert explicit.channels_last
+    assert "warning: --memory_format=channels_last on the CPU with blocks.1.shortcut.0" in capsys.readouterr().err
+
+
+@pytest.mark.subprocess
+def test_a_narrow_resnet_trains_on_the_cpu_with_the_default_platform(tmp_path):
+    """torch 2.13's CPU backward crashed the whole process here (heap corruption) on cifar_resnet_8_4 in
+    channels_last: the run must finish with the defaults."""
+    from conftest import run_cli
+    result = run_cli("train", "--default_hparams=digits_lenet_300_100", "--model_name=cifar_resnet_8_4",
+                     "--training_steps=1ep", "--device=cpu", root=tmp_path / "results")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "contiguous (auto: blocks.1.shortcut.0" in result.stdout

@@ -230,3 +230,36 @@ def test_a_subclass_whose_penalty_reaches_the_mask_through_autograd_gets_both_gr
     _assert_same(a, b)
     _train(plain, plain_opt, batches)
     assert not torch.allclose(a.variable.detach(), plain.variable.detach(), atol=1e-4)   # the penalty acted
+
+
+@needs_compiler
+def test_a_channels_last_conv_net_trains_as_the_eager_step():
+    """ResNet-8 (width 8) in channels_last, as CPU runs train it: the flat mask's per-layer views carry the
+    weights' strides, and the kernel must walk each in its memory order."""
+    from open_lth_concave.foundations.hparams import ModelHparams
+    from open_lth_concave.models import get_model
+
+    def make(bound: bool):
+        model = get_model(ModelHparams(model_name="cifar_resnet_8_8", model_init="kaiming_normal",
+                                       batchnorm_init="uniform"), (3, 32, 32), 10, torch.Generator().manual_seed(0))
+        model = model.to(memory_format=torch.channels_last)
+        s = SoftMask(model, Mask.ones_like(model), SoftMaskHparams(regularization_lambda=3e-3, mask_lr=5.0,
+                                                                  pruning_layers_to_ignore=IGNORE))
+        opt = torch.optim.SGD([{"params": list(model.parameters())}] + s.param_groups(), lr=0.05, momentum=0.9,
+                              weight_decay=1e-4)
+        if bound:
+            s.bind_optimizer(opt)
+            assert s._native is not None
+        return s, opt
+
+    convs = [w for w in make(False)[0]._weights if w.dim() == 4 and w.shape[-1] > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last),
+                torch.randint(0, 10, (8,), generator=g)) for _ in range(3)]
+    (a, a_opt), (b, b_opt) = make(True), make(False)
+    start = b.variable.detach().clone()
+    _train(a, a_opt, batches)
+    _train(b, b_opt, batches)
+    _assert_same(a, b)
+    assert float((a.variable.detach() - start).abs().max()) > 1e-3

@@ -148,7 +148,8 @@ def describe(command: str, argv: list[str]):
 
 # ---- where and on what a job runs ------------------------------------------------------------------------
 def _choose_threads(platform: Platform, desc) -> None:
-    """--threads=0: the thread count from the model's work per step (built on the meta device, no weights)."""
+    """--threads=0: the thread count from the model's work per step, and --memory_format=auto's choice (the
+    model built on the meta device, no weights)."""
     import torch
 
     from open_lth_concave.datasets import registry as datasets
@@ -157,6 +158,7 @@ def _choose_threads(platform: Platform, desc) -> None:
     with torch.device("meta"):
         model = models.get(desc.model_hparams.model_name).build(tuple(spec.image_shape), spec.num_classes)
     platform.choose_threads(model, tuple(spec.image_shape), desc.dataset_hparams.batch_size)
+    platform.choose_memory_format(model)
 
 
 def _root_and_platform(args: argparse.Namespace, desc) -> tuple[Path, Platform]:

@@ -41,6 +41,22 @@ def fused_kernels_available(device_type: str) -> bool:
     return True
 
 
+def channels_last_hazard(model) -> str | None:
+    """Why channels_last would crash this model on the CPU, or None. Measured with torch 2.13.0 on an AVX2
+    CPU (2026-12-01): the backward of a 1x1 convolution with stride 2 and 2-7 input channels in
+    channels_last (e.g. the shortcut of `cifar_resnet_<D>_4`) corrupts the heap (segmentation fault, bus
+    error or "corrupted size vs. prev_size"), also with contiguous weights; 1, 8, 10, 12, 16 and more
+    channels, stride 1 and 3x3 kernels ran. A narrow band is refused, not this torch: the crash is not
+    understood, so the rule is kept wide (fewer than 8 input channels)."""
+    from torch import nn
+    for name, module in model.named_modules():
+        if (isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (1, 1)
+                and tuple(module.stride) != (1, 1) and module.in_channels < 8):
+            return (f"{name}: a 1x1 stride-{module.stride[0]} convolution of {module.in_channels} channels, whose "
+                    "backward crashes torch's CPU kernels in channels_last (platform.channels_last_hazard)")
+    return None
+
+
 @dataclass(kw_only=True)
 class Platform(Hparams):
     _group_name: ClassVar[str] = "Platform"
@@ -83,6 +99,20 @@ class Platform(Hparams):
             allocator.keep_freed_blocks()
         native.set_mode(self.native_kernels)
 
+    def choose_memory_format(self, model) -> None:
+        """--memory_format=auto on the CPU: contiguous for a model that torch's CPU kernels crash on in
+        channels_last (`channels_last_hazard`); the banner says why. An explicit channels_last is kept, with
+        a warning. `model` may live on the meta device."""
+        if self.torch_device.type != "cpu" or self.memory_format == "contiguous":
+            return
+        hazard = channels_last_hazard(model)
+        if hazard and self.memory_format == "auto":
+            self._contiguous_because = hazard
+        elif hazard:
+            import sys
+            print(f"warning: --memory_format=channels_last on the CPU with {hazard}; --memory_format=auto or "
+                  "contiguous avoids it", file=sys.stderr)
+
     def choose_threads(self, model, input_shape: tuple[int, ...], batch_size: int) -> None:
         """With --threads=0 on the CPU: set the automatic thread count for training `model` (which may live
         on the meta device) on batches of `batch_size` examples of `input_shape` (platform/threads.py)."""
@@ -104,6 +134,8 @@ class Platform(Hparams):
 
     @property
     def channels_last(self) -> bool:
+        if self.memory_format == "auto" and getattr(self, "_contiguous_because", None):
+            return False
         return self.memory_format in ("auto", "channels_last")
 
     @property
@@ -126,8 +158,10 @@ class Platform(Hparams):
     def summary(self, reduced_precision: bool = False) -> str:
         """One line for banners and benchmark reports (`reduced_precision`: the run asked for --apex_fp16)."""
         bf16 = reduced_precision or self.autocast_dtype is not None
+        because = getattr(self, "_contiguous_because", None)
         parts = [str(self.torch_device), "bf16 autocast" if bf16 else "fp32",
-                 "channels_last" if self.channels_last else "contiguous"]
+                 "channels_last" if self.channels_last else
+                 (f"contiguous (auto: {because.split(',')[0]})" if because else "contiguous")]
         if self.compile:
             parts.append("compiled")
         if self.torch_device.type == "cpu":

@@ -220,6 +220,10 @@ def train(job: TrainJob) -> TrainResult:
     out = Path(job.output_dir)
     device = job.platform.torch_device
     model = job.model.to(device)
+    job.platform.choose_memory_format(model)   # as jobs.build does; here for jobs made in Python
+    for loader in (job.train_loader, job.test_loader):   # batches in the model's format
+        if hasattr(loader, "channels_last"):
+            loader.channels_last = job.platform.channels_last
     if job.platform.channels_last:
         model = model.to(memory_format=torch.channels_last)
     strategy = job.make_strategy(model, job.mask)
