@@ -53,12 +53,6 @@ class SoftMaskHparams(MaskOptimizerHparams):
         return MaskPenalty.resolve(self.regularizer, self.regularization_lambda)
 
 
-def _dense(t: torch.Tensor) -> bool:
-    """Its elements fill exactly numel() consecutive slots (any dimension order): one flat loop covers it."""
-    return t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last) or \
-        t.permute(*sorted(range(t.dim()), key=lambda d: -t.stride()[d])).is_contiguous()
-
-
 @training_strategies.register("soft_mask")
 class SoftMask(FlatMaskStrategy):
     """Relaxed mask m in [0,1], concave penalty, projection after each step."""
@@ -112,14 +106,15 @@ class SoftMask(FlatMaskStrategy):
     # ---- the one-pass CPU step (native_step.py) ---------------------------------------------------
     def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Use the one-pass step when it computes exactly what the eager step does: plain SGD holding the
-        mask, float32 on the CPU, one process, a regularizer with a C derivative, a compiler."""
+        mask, float32 on the CPU, one process, a regularizer with a C derivative, a compiler, and each weight
+        with its mask view's strides (the views are dense segments of the flat mask, so the weight is too)."""
         self._native = None
         group = next((g for g in optimizer.param_groups if any(p is self.variable for p in g["params"])), None)
         tensors = [self.variable, *self._weights]
         if (group is None or type(optimizer) is not torch.optim.SGD or group.get("maximize")
                 or group.get("differentiable") or distributed.world_size() > 1 or not self._weights
                 or any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors)
-                or any(w.stride() != v.stride() or not _dense(w) for w, v in zip(self._weights, self._variable_views))):
+                or any(w.stride() != v.stride() for w, v in zip(self._weights, self._variable_views))):
             return
         step = MaskStep.for_regularizer(self.regularizer)
         if step is not None:
