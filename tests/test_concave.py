@@ -186,7 +186,7 @@ def ramp(strategy) -> dict[str, torch.Tensor]:
 def test_threshold_prunes_below_alpha_and_next_level_starts_from_relaxed_mask(tmp_path):
     model = small_model()
     mask = Mask.ones_like(model)
-    strategy = strategy_of("concave_log", threshold=0.25)
+    strategy = strategy_of("concave_log", threshold=0.25, pruning_mode="threshold")
     ctx, seen = fake_context(tmp_path, 1, mask, ramp)
     new_mask = strategy.prune(ctx)
     assert float(seen["start"]["fc_layers.0.weight"].unique()) == 0.5          # level 1: initial value
@@ -233,7 +233,7 @@ def test_a_layer_entirely_below_alpha_is_an_error_naming_layer_and_level(tmp_pat
         return values
     ctx, _ = fake_context(tmp_path, 1, Mask.ones_like(model), kill_second_layer)
     with pytest.raises(PruningError, match=r"level 1: every weight of layer fc_layers\.1\.weight"):
-        strategy_of("concave_log").prune(ctx)
+        strategy_of("concave_log", pruning_mode="threshold").prune(ctx)
 
 
 def test_missing_previous_relaxed_mask_is_an_error(tmp_path):
@@ -241,7 +241,7 @@ def test_missing_previous_relaxed_mask_is_an_error(tmp_path):
     ctx, _ = fake_context(tmp_path, 2, Mask.ones_like(model), None, previous=tmp_path / "nowhere")
     from open_lth_concave.foundations.io import CorruptFileError   # names the file and what to move (no search to redo it from)
     with pytest.raises(CorruptFileError, match="missing file .*relaxed_mask.pth; it cannot be recomputed: move"):
-        strategy_of("concave_log").prune(ctx)
+        strategy_of("concave_log", pruning_mode="threshold").prune(ctx)
 
 
 # ---- sigmoid ablation ------------------------------------------------------------------------------

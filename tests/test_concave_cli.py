@@ -22,9 +22,9 @@ def test_help_lists_the_strategy_hyperparameters_with_defaults():
     text = " ".join(result.stdout.split())
     for expected in ("Pruning Hyperparameters (concave_log)", "--epsilon FLOAT", "(default: 0.1)",
                      "--regularization_lambda FLOAT", "(default: 1e-06)", "--threshold FLOAT", "0.05, a small alpha",
-                     "--mask_optimizer STR", "One of: paper, scaled", "(default: paper)",
+                     "--mask_optimizer STR", "One of: auto, paper, scaled", "(default: auto)",
                      "--initial_mask_value FLOAT", "(default: 0.5)", "--mask_lr FLOAT", "--mask_momentum FLOAT",
-                     "--mask_weight_decay FLOAT", "--pruning_mode STR", "One of: threshold, target, fraction",
+                     "--mask_weight_decay FLOAT", "--pruning_mode STR", "One of: auto, threshold, target, fraction",
                      "--pruning_fraction FLOAT", "(default: 0.2)", "--pruning_layers_to_ignore STR", "(default: fc.weight)"):
         assert expected in text, expected
     l1 = run_cli("lottery", "--default_hparams=digits_lenet_300_100", "--pruning_strategy=concave_l1", "--help")
@@ -79,7 +79,7 @@ def test_concave_log_end_to_end_removes_weights_at_every_level(tmp_path):
     tested in test_concave_fidelity.py."""
     root = tmp_path / "results"
     assert cli.main(["lottery", *DIGITS, "--pruning_strategy=concave_log", "--levels=2", "--training_steps=3ep",
-                     "--mask_optimizer=scaled", "--root", str(root)]) == 0
+                     "--mask_optimizer=scaled", "--pruning_mode=threshold", "--root", str(root)]) == 0
     (rep,) = list(root.glob("lottery_*/replicate_1"))
     report = rows(rep)
     assert report[0]["unpruned"] == report[0]["total"] == 50200

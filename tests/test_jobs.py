@@ -64,12 +64,12 @@ def test_bad_flags_are_one_line_user_errors_naming_them():
 
 def test_compare_runs_exactly_the_lottery_job_of_each_strategy():
     from open_lth_concave.jobs.compare import parse_entries, strategy_argvs
-    entries = parse_entries("sparse_global,concave_log,concave_log:pruning_mode=target")
+    entries = parse_entries("sparse_global,concave_log:pruning_mode=threshold,concave_log:pruning_mode=target")
     argvs, dropped = strategy_argvs([*D, "--pruning_fraction=0.3", "--threshold", "0.1"], entries)
     # --threshold is concave_log's only; --pruning_fraction does nothing in concave_log's threshold mode
     assert dropped == [["--threshold"], ["--pruning_fraction"], []]
     same = [[*D, "--pruning_strategy=sparse_global", "--pruning_fraction=0.3"],
-            [*D, "--pruning_strategy=concave_log", "--threshold=0.1"],
+            [*D, "--pruning_strategy=concave_log", "--pruning_mode=threshold", "--threshold=0.1"],
             [*D, "--pruning_strategy=concave_log", "--pruning_mode=target", "--pruning_fraction=0.3", "--threshold=0.1"]]
     assert [jobs.describe("lottery", argv).hashname for argv in argvs] == \
         [jobs.describe("lottery", argv).hashname for argv in same]

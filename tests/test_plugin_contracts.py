@@ -50,7 +50,7 @@ def test_every_mask_field_comes_from_the_one_mixin(cls):
 
 
 def test_the_soft_mask_defaults_are_what_a_default_search_resolves_to():
-    search = MaskSearchHparams(pruning_strategy="concave_log")
+    search = MaskSearchHparams(pruning_strategy="concave_log", pruning_mode="threshold")
     soft = SoftMaskHparams()
     assert soft.threshold == search.alpha == DEFAULT_THRESHOLD["paper"]
     assert soft.initial_mask_value == search.initial_mask_value
@@ -89,6 +89,7 @@ def test_a_search_hands_its_soft_mask_one_resolved_penalty(tmp_path):
     cls = pruning_strategies.get("concave_log")
     search = cls(cls.hparams_cls(pruning_strategy="concave_log", epsilon=0.3, regularization_lambda=2e-3))
     ctx = context(tmp_path, train=None)
+    assert search.resolve_auto(ctx)["pruning_mode"] == "target"     # a 10-step round without decay
     model = LeNet(64, [8], 10)
     strategy = search.training_strategy(ctx, None)(model, Mask.ones_like(model))
     assert strategy.mask_penalty.name == "log" and strategy.lam == 2e-3
@@ -123,7 +124,8 @@ def test_a_search_prunes_from_the_strategy_its_train_call_returns(tmp_path):
         return TrainResult(model, trained)
 
     cls = pruning_strategies.get("concave_log")
-    search = cls(cls.hparams_cls(pruning_strategy="concave_log", threshold=0.25, pruning_layers_to_ignore="fc.weight"))
+    search = cls(cls.hparams_cls(pruning_strategy="concave_log", threshold=0.25, pruning_layers_to_ignore="fc.weight",
+                                 pruning_mode="threshold"))
     ctx = context(tmp_path, train)
     new = search.prune(ctx)
     survivors = sum(int(new[n].sum()) for n in new if n != "fc.weight")
@@ -154,10 +156,11 @@ def test_plots_and_tables_take_names_colours_and_line_styles_from_the_strategy_c
 
 
 def test_legends_take_their_symbols_and_always_shown_values_from_the_strategy_classes():
-    runs = [stats("concave_log", pruning_strategy="concave_log", regularization_lambda=2e-6, epsilon=0.3, threshold=None),
+    runs = [stats("concave_log", pruning_strategy="concave_log", regularization_lambda=2e-6, epsilon=0.3, threshold=None,
+                  pruning_mode="threshold"),
             stats("concave_l1", pruning_strategy="concave_l1", mask_optimizer="scaled", threshold=None),
             stats("sparse_global", pruning_strategy="sparse_global", pruning_fraction=0.3),
             stats("not_installed", pruning_strategy="not_installed", threshold=0.2)]
-    assert plot.legend_labels(runs) == ["Concave log (λ 2e-06, ε 0.3, α 0.05)",
+    assert plot.legend_labels(runs) == ["Concave log (λ 2e-06, ε 0.3, mode threshold, α 0.05)",
                                         "Concave ℓ1 (mask optimizer scaled, α 0.4)",
                                         "IMP (fraction 0.3)", "not_installed (threshold 0.2)"]

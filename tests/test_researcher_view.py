@@ -90,7 +90,8 @@ def test_a_missing_preset_path_says_the_file_does_not_exist(root, tmp_path, caps
 
 
 def test_a_flag_without_effect_in_the_chosen_mode_is_refused(root, capsys):
-    assert cli.main(["lottery", *DIGITS, "--pruning_strategy=concave_log", "--pruning_fraction=0.3"]) == 2
+    assert cli.main(["lottery", *DIGITS, "--pruning_strategy=concave_log", "--pruning_mode=threshold",
+                     "--pruning_fraction=0.3"]) == 2
     one_error_line(capsys, "invalid --pruning_fraction with --pruning_strategy concave_log", "mode is threshold")
     assert not root.exists()
     # where it acts it is accepted (and changes the name), and compare drops it for an entry where it does not
@@ -98,7 +99,7 @@ def test_a_flag_without_effect_in_the_chosen_mode_is_refused(root, capsys):
                      "--pruning_mode=target", "--display_output_location"]) == 0
     capsys.readouterr()
     from open_lth_concave.jobs.compare import parse_entries, strategy_argvs
-    entries = parse_entries("sparse_global,concave_log,concave_l1:pruning_mode=fraction")
+    entries = parse_entries("sparse_global,concave_log:pruning_mode=threshold,concave_l1:pruning_mode=fraction")
     argvs, dropped = strategy_argvs([*DIGITS, "--pruning_fraction=0.3"], entries)
     assert "--pruning_fraction=0.3" in argvs[0] and "--pruning_fraction=0.3" in argvs[2]
     assert "--pruning_fraction=0.3" not in argvs[1] and dropped[1] == ["--pruning_fraction"]
@@ -218,7 +219,7 @@ def test_comparison_files_figures_labels_title_and_single_replicate_table(root, 
     from open_lth_concave.report.plot import legend_labels
     from open_lth_concave.report.runs import read_experiment
     assert cli.main(["compare", *SHORT, "--levels=1", "--replicates=1",
-                     "--strategies=sparse_global,concave_log:mask_optimizer=scaled"]) == 0
+                     "--strategies=sparse_global,concave_log:mask_optimizer=scaled:pruning_mode=threshold"]) == 0
     capsys.readouterr()
     (out,) = [p for p in root.iterdir() if p.name.startswith("compare_")]
     for name in ("comparison.png", *figures.FIGURES):
@@ -229,7 +230,7 @@ def test_comparison_files_figures_labels_title_and_single_replicate_table(root, 
     exps = [read_experiment(p) for p in sorted(root.glob("lottery_*"))]
     stats = table.compute(exps)
     labels = dict(zip([e.strategy for e in exps], legend_labels(stats)))
-    assert labels == {"sparse_global": "IMP", "concave_log": "Concave log (mask optimizer scaled, α 0.4)"}
+    assert labels == {"sparse_global": "IMP", "concave_log": "Concave log (mask optimizer scaled, mode threshold, α 0.4)"}
     # the learning curve is the level's logger; the histogram covers the weights that survived level 0
     concave = next(e for e in exps if e.strategy == "concave_log")
     steps, acc = figures.learning_curve(concave, 1)

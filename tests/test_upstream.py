@@ -215,7 +215,7 @@ def test_a_target_search_checkpoint_loads_under_safe_loading(tmp_path):
     state = torch.load(experiment(home) / "replicate_1" / "level_1" / "pruning" / "search" / "checkpoint.pth",
                        weights_only=True)
     target = state["model_state_dict"]["_extra_state"]["target"]
-    assert target["steps"] == 8 and type(target["log_scale"]) is float
+    assert target["steps"] == 8 and type(target["pressure"]) is float and type(target["drift"]) is float
 
 
 @pytest.mark.subprocess

@@ -22,9 +22,11 @@ from open_lth_concave.foundations.hparams import Hparams, hp
 # run's own optimizer (its lr, momentum and weight decay), as the paper's open_lth code treats every
 # parameter. Weight decay and lambda then drive the masks that the loss does not hold into a block
 # near m0 * exp(-D) (D = decay x sum of the mask lr over the round / (1 - momentum)), and a small alpha
-# prunes them once a round is long enough (the paper's: D ~ 2.25). `scaled` is the setting this tool
-# used before: 100 x the training lr and no decay, which moves masks by relevance in short rounds.
-MASK_OPTIMIZERS = ("paper", "scaled")
+# prunes them once a round is long enough (the paper's: D ~ 2.25). `scaled`: 100 x the training lr and
+# no decay, which moves masks by relevance in short rounds. `auto` (the searches' default): `paper` in the
+# threshold and fraction modes, `scaled` in the target mode, where the paper's masks move as one block
+# and the target could only be met by cutting into it (README_concave.md, "Sparsity you can aim").
+MASK_OPTIMIZERS = ("auto", "paper", "scaled")
 SCALED_MASK_LR_FACTOR = 100.0
 DEFAULT_THRESHOLD = {"paper": 0.05, "scaled": 0.4}   # alpha when --threshold is not given
 

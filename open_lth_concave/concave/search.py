@@ -9,6 +9,7 @@ from it) and `search_metrics.json`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from open_lth_concave.concave.flat_mask import FlatMaskStrategy
 from open_lth_concave.concave.mask_hparams import (DEFAULT_THRESHOLD, MASK_OPTIMIZERS, SCALED_MASK_LR_FACTOR,
                                                    MaskOptimizerHparams)
+from open_lth_concave.concave.target import OUTCOMES, SEPARATION, SparsityTarget
 from open_lth_concave.foundations import io, layout, validate
 from open_lth_concave.foundations.hparams import HparamError, PruningHparams, TrainingHparams, hp
 from open_lth_concave.pruning.mask import Mask, apply_mask
@@ -41,14 +43,18 @@ class MaskSearchHparams(MaskOptimizerHparams, PruningHparams):
     """Fields every mask search has: the mask's (`mask_hparams.MaskOptimizerHparams`) and the search's
     (the concave strategies add lambda's default and the penalty's own)."""
     regularization_lambda: float = hp(1e-6, "lambda of Eq. 2: weight of the mask penalty.", range=">= 0")
-    mask_optimizer: str = hp("paper", "paper: the mask is a parameter of the run's own optimizer (its lr, momentum "
+    mask_optimizer: str = hp("auto", "paper: the mask is a parameter of the run's own optimizer (its lr, momentum "
                              "and weight decay), as in the paper; scaled: 100 x the training lr and no weight decay "
-                             "(moves masks in short runs). --mask_lr/--mask_momentum/--mask_weight_decay override it.",
+                             "(moves masks by relevance in short runs); auto: paper, but scaled in the target mode. "
+                             "--mask_lr/--mask_momentum/--mask_weight_decay override it.",
                              choices=list(MASK_OPTIMIZERS))
-    pruning_mode: str = hp("threshold", "threshold: prune masks < alpha; target: adapt the penalty during the search "
-                           "so that --pruning_fraction of the survivors fall below alpha, then prune masks < alpha; "
-                           "fraction: prune exactly --pruning_fraction by mask value (hard ablation).",
-                           choices=["threshold", "target", "fraction"])
+    pruning_mode: str = hp("auto", "threshold: prune masks < alpha; target: adapt the penalty during the search "
+                           "so that --pruning_fraction of the survivors fall below alpha (the masks decide which "
+                           "where they separate; else the lowest by value); fraction: prune exactly "
+                           "--pruning_fraction by mask value (hard ablation); auto: threshold when the paper's mask "
+                           "optimizer can bring a mask the loss does not hold below alpha within the round (as in "
+                           "the paper's rounds), else target.",
+                           choices=["auto", "threshold", "target", "fraction"])
     pruning_fraction: float = hp(0.2, "Share of surviving prunable weights removed per level in the target and "
                                  "fraction modes.", range="(0, 1)")
     pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensors never masked or pruned (e.g. fc.weight).")
@@ -60,9 +66,21 @@ class MaskSearchHparams(MaskOptimizerHparams, PruningHparams):
         return {}
 
     @property
+    def optimizer_in_force(self) -> Optional[str]:
+        """paper or scaled: --mask_optimizer, or what auto means under the mode (None: the mode is still auto)."""
+        if self.mask_optimizer != "auto":
+            return self.mask_optimizer
+        return {"target": "scaled", "auto": None}.get(self.pruning_mode, "paper")
+
+    @property
     def alpha(self) -> float:
-        """The threshold in force: --threshold, else the default of the chosen mask optimizer."""
-        return self.threshold if self.threshold is not None else DEFAULT_THRESHOLD[self.mask_optimizer]
+        """The threshold in force: --threshold, else the default of the mask optimizer in force."""
+        if self.threshold is not None:
+            return self.threshold
+        optimizer = self.optimizer_in_force
+        if optimizer is None:
+            raise ValueError("alpha follows the mask optimizer, which --pruning_mode=auto chooses for the round")
+        return DEFAULT_THRESHOLD[optimizer]
 
 
 @dataclass(frozen=True)
@@ -74,7 +92,7 @@ class MaskOptimizer:
 
     @classmethod
     def resolve(cls, h: MaskSearchHparams, training: Optional[TrainingHparams]) -> "MaskOptimizer":
-        scaled = h.mask_optimizer == "scaled"
+        scaled = h.optimizer_in_force == "scaled"
         lr = h.mask_lr
         if lr is None and scaled and training is not None:
             lr = SCALED_MASK_LR_FACTOR * training.lr
@@ -84,18 +102,41 @@ class MaskOptimizer:
         return cls(lr=lr, momentum=h.mask_momentum, weight_decay=decay)
 
 
-def decay_budget(training: TrainingHparams, iterations_per_epoch: int, start: int, end: int,
-                 mask: MaskOptimizer) -> dict[str, float]:
-    """How far the mask's optimizer can move a mask over the search: the summed mask lr (schedule
-    included) over steps start..end divided by (1 - momentum), the per-unit-gradient travel of SGD with
-    momentum; D = weight decay x that (a mask the loss does not hold shrinks to about m0 exp(-D))."""
+def travel_fn(training: TrainingHparams, iterations_per_epoch: int, start: int,
+              mask: MaskOptimizer) -> Callable[[int], float]:
+    """lr_t / (1 - momentum) of the mask's optimizer at search step t (iteration start + t): how far SGD
+    with momentum moves a mask per unit of gradient in that step (the schedule included)."""
     factor = lr_factor_fn(training, iterations_per_epoch)
     base = mask.lr if mask.lr is not None else training.lr
     momentum = mask.momentum if mask.momentum is not None else (training.nesterov_momentum or training.momentum or 0.0)
     if training.optimizer_name != "sgd":
         momentum = 0.0
-    travel = base * sum(factor(i) for i in range(start, end)) / max(1e-12, 1.0 - momentum)
+    scale = base / max(1e-12, 1.0 - momentum)
+    return lambda step: scale * factor(start + step)
+
+
+def decay_budget(training: TrainingHparams, iterations_per_epoch: int, start: int, end: int,
+                 mask: MaskOptimizer) -> dict[str, float]:
+    """How far the mask's optimizer can move a mask over the search: the summed mask lr (schedule
+    included) over steps start..end divided by (1 - momentum), the per-unit-gradient travel of SGD with
+    momentum; D = weight decay x that (a mask the loss does not hold shrinks to about m0 exp(-D))."""
+    step_travel = travel_fn(training, iterations_per_epoch, start, mask)
+    travel = sum(step_travel(i) for i in range(end - start))
     return {"lr_sum_over_1_minus_momentum": travel, "decay_D": mask.weight_decay * travel}
+
+
+def unheld_mask_end(m0: float, decay: float, lam: float, derivative: Optional[Callable[[torch.Tensor], torch.Tensor]],
+                    travel: float, steps: int = 2000) -> float:
+    """The block model: where a mask that the loss does not hold ends after a search, from m0 under
+    dm/dtau = -(decay m + lam r'(m)) for tau in [0, travel] (travel = sum of the mask lr / (1 - momentum)),
+    projected onto [0, 1]."""
+    m, dtau = torch.tensor([float(m0)], dtype=torch.float64), travel / steps
+    for _ in range(steps):
+        push = decay * m + (lam * derivative(m) if derivative is not None and lam else 0.0)
+        m = (m - dtau * push).clamp(0.0, 1.0)
+        if float(m) == 0.0:
+            break
+    return float(m)
 
 
 class MaskSearch(PruningStrategy):
@@ -137,13 +178,37 @@ class MaskSearch(PruningStrategy):
     def extra_metrics(self, strategy: FlatMaskStrategy) -> dict[str, Any]:
         return {}
 
+    def auto_mode(self, ctx: PruningContext) -> tuple[str, str]:
+        """What --pruning_mode=auto means for this search, and why (a subclass may decide from the round)."""
+        return "threshold", "the default of this search"
+
+    def resolve_auto(self, ctx: PruningContext) -> Optional[dict[str, Any]]:
+        """Replace `auto` in the mode and the mask optimizer by what they mean for this round (the flags as
+        given stay in the experiment's record and name); None when nothing was auto."""
+        h = self._given_hparams = getattr(self, "_given_hparams", None) or self.hparams
+        choice: dict[str, Any] = {}
+        if h.pruning_mode == "auto":
+            mode, why = self.auto_mode(ctx)
+            h = dataclasses.replace(h, pruning_mode=mode)
+            choice.update(pruning_mode=mode, why=why)
+        if h.mask_optimizer == "auto":
+            h = dataclasses.replace(h, mask_optimizer=h.optimizer_in_force)
+            choice["mask_optimizer"] = h.mask_optimizer
+        self.hparams = h
+        if choice:
+            choice["threshold"] = h.alpha
+        return choice or None
+
     def mask_optimizer(self, ctx: PruningContext) -> MaskOptimizer:
         """The mask's lr / momentum / weight decay for this run (--mask_optimizer and explicit overrides)."""
         return MaskOptimizer.resolve(self.hparams, ctx.training_hparams)
 
     # ---- the level --------------------------------------------------------------------------------
     def prune(self, ctx: PruningContext) -> Mask:
+        auto = self.resolve_auto(ctx)
         h = self.hparams
+        if auto is not None:
+            print(f"Level {ctx.level} settings: {auto_note(auto)}", flush=True)
         ignore = layers_to_ignore(h.pruning_layers_to_ignore)
         unknown = sorted(ignore - set(ctx.current_mask))
         if unknown:
@@ -155,7 +220,7 @@ class MaskSearch(PruningStrategy):
         strategy: FlatMaskStrategy = ctx.train(model, ctx.current_mask, search_dir, make_strategy=self.training_strategy(
             ctx, self._start_values(ctx))).strategy
         relaxed = strategy.relaxed_mask()
-        new_mask = self._prune_relaxed(relaxed, ctx.current_mask, ignore)
+        new_mask = self._prune_relaxed(relaxed, ctx.current_mask, ignore, getattr(strategy, "target", None))
         self._check_no_dead_layer(new_mask, ignore, ctx.level)
         relaxed_after = {n: relaxed[n] * new_mask[n] for n in relaxed}
         io.save_torch(self.carried_values(strategy, relaxed_after), Path(ctx.artifacts_dir) / self.carry_file)
@@ -163,6 +228,8 @@ class MaskSearch(PruningStrategy):
             io.save_torch(relaxed_after, Path(ctx.artifacts_dir) / RELAXED_MASK_FILE)
         metrics = search_metrics(ctx, strategy, relaxed, ctx.current_mask, new_mask, ignore, search_dir)
         metrics.update({"pruning_mode": h.pruning_mode, "threshold": h.alpha}, **self.extra_metrics(strategy))
+        if auto is not None:
+            metrics["auto"] = auto
         metrics.update(self.budget_metrics(ctx, strategy, relaxed, ctx.current_mask))
         io.save_json(metrics, Path(ctx.artifacts_dir) / METRICS_FILE)
         report_level(metrics, h)
@@ -186,10 +253,14 @@ class MaskSearch(PruningStrategy):
             out["mask_quantiles_5_25_50_75_95"] = [round(float(v), 6) for v in q]
         target = getattr(strategy, "target", None)
         if target is not None:
+            alive = sum(int(before[k].sum()) for k in relaxed)
+            below = int(round(out["share_below_threshold"] * n))
             out["target_fraction"] = target.fraction
             out["shrinkage_scale_final"] = target.scale
-            # the masks' own share below alpha; above the target, only the lowest target share was pruned
-            out["target_capped"] = out["share_below_threshold"] > target.fraction
+            # what decided the pruned set: the masks' own share below alpha, or the target count by value
+            out["target_outcome"] = target.outcome(below, alive)
+            out["target_capped"] = out["target_outcome"] == "capped"
+            out["target_separation"] = target.separation
         opt = self.mask_optimizer(ctx)
         budget = decay_budget(training, ctx.iterations_per_epoch, ctx.start_step.iteration, ctx.end_step.iteration, opt)
         out["mask_optimizer"] = {"name": h.mask_optimizer, "lr": opt.lr if opt.lr is not None else training.lr,
@@ -231,6 +302,8 @@ class MaskSearch(PruningStrategy):
             return format(scale * value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
         opt = m.get("mask_optimizer") if isinstance(m.get("mask_optimizer"), dict) else {}
         parts = [f"{m.get('pruning_mode', '?')} mode, alpha {num('threshold', 'g')}, removed {num('removed', '.0f')}"]
+        if isinstance(m.get("auto"), dict) and m["auto"].get("why"):
+            parts.append(f"chosen by auto: {m['auto']['why']}")
         if opt:
             parts.append(f"mask optimizer {opt.get('name')} (lr {opt.get('lr')}, momentum {opt.get('momentum') or 'as training'}, "
                          f"weight decay {opt.get('weight_decay')})")
@@ -240,7 +313,9 @@ class MaskSearch(PruningStrategy):
         parts.append(f"masks at 0 {num('share_exactly_0', '.1f', 100)}%, below alpha {num('share_below_threshold', '.1f', 100)}%, "
                      f"in the decay block {num('share_in_decay_block', '.1f', 100)}%")
         if "target_fraction" in m:
-            parts.append(f"target {num('target_fraction', '.1f', 100)}%{' (capped)' if m.get('target_capped') else ''}")
+            note = target_note(m)
+            parts.append(f"target {num('target_fraction', '.1f', 100)}%" + (f": {note}" if note else
+                                                                          " (capped)" if m.get("target_capped") else ""))
         stop = early_stop_note(m.get("early_stop"))
         if stop:
             parts.append(stop)
@@ -269,23 +344,24 @@ class MaskSearch(PruningStrategy):
             io.save_torch(carried, path)
             return carried
 
-    def _prune_relaxed(self, relaxed: dict[str, torch.Tensor], mask: Mask, ignore: set[str]) -> Mask:
+    def _prune_relaxed(self, relaxed: dict[str, torch.Tensor], mask: Mask, ignore: set[str],
+                       target: Optional[SparsityTarget] = None) -> Mask:
         """threshold: masks < alpha go. fraction: exactly ceil(fraction x surviving), smallest first.
-        target: masks < alpha go, but never more than the target count (the smallest of them go): a
-        penalty can only push masks down, so when the loss alone takes more masks below alpha than the
-        target asks, only the lowest are pruned (search_metrics.json records both shares)."""
+        target: masks < alpha go when their share is the target's (within 2 points: the masks' own
+        choice); otherwise exactly the target count, smallest first (`target.outcome` names why:
+        more fell below alpha, fewer did, or the masks did not separate and the pressure was released)."""
         h = self.hparams
         alive = sum(int(mask[n].sum()) for n in relaxed)
+        count = math.ceil(h.pruning_fraction * alive)
         if h.pruning_mode == "fraction":
-            return prune_exact_count(relaxed, mask, math.ceil(h.pruning_fraction * alive), ignore)
+            return prune_exact_count(relaxed, mask, count, ignore)
         new_mask = Mask({n: v.clone() for n, v in mask.items()})
         for n, values in relaxed.items():
             new_mask[n] = ((values >= h.alpha) & (mask[n] == 1)).float()
-        if h.pruning_mode == "target":
+        if h.pruning_mode == "target" and target is not None:
             below = alive - sum(int(new_mask[n].sum()) for n in relaxed)
-            cap = math.ceil(h.pruning_fraction * alive)
-            if below > cap:
-                return prune_exact_count(relaxed, mask, cap, ignore)
+            if target.outcome(below, alive) != "own choice":
+                return prune_exact_count(relaxed, mask, count, ignore)
         return new_mask
 
     def _check_no_dead_layer(self, mask: Mask, ignore: set[str], level: int) -> None:
@@ -312,6 +388,31 @@ def early_stop_note(e: Any) -> str:
             f"({100 * steps / max(1, planned):.0f}%)")
 
 
+def auto_note(auto: Any) -> str:
+    """'auto: target mode, mask optimizer scaled, alpha 0.4 (why)' from search_metrics.json's `auto`."""
+    if not isinstance(auto, dict):
+        return ""
+    chosen = [f"{auto['pruning_mode']} mode" if "pruning_mode" in auto else "",
+              f"mask optimizer {auto['mask_optimizer']}" if "mask_optimizer" in auto else "",
+              f"alpha {auto['threshold']:g}" if isinstance(auto.get("threshold"), (int, float)) else ""]
+    why = f" ({auto['why']})" if auto.get("why") else ""
+    return "auto: " + ", ".join(c for c in chosen if c) + why
+
+
+def target_note(m: dict[str, Any]) -> str:
+    """What decided a target-mode level's pruned set, in words ('' without a recorded outcome)."""
+    outcome, fraction = m.get("target_outcome"), m.get("target_fraction")
+    share = m.get("share_below_threshold")
+    if outcome not in OUTCOMES or not isinstance(fraction, (int, float)) or not isinstance(share, (int, float)):
+        return ""
+    own = f"{100 * share:.1f}% of the masks below alpha on their own"
+    return {"own choice": f"the masks' own choice ({own}, target {100 * fraction:.1f}%)",
+            "capped": f"capped ({own}; the lowest {100 * fraction:.1f}% by mask value were pruned)",
+            "topped up": f"topped up ({own}; the lowest {100 * fraction:.1f}% by mask value were pruned)",
+            "fallback": f"fallback (the masks did not separate; pressure released, the lowest {100 * fraction:.1f}% "
+                        "by mask value were pruned)"}[outcome]
+
+
 def report_level(metrics: dict[str, Any], h: MaskSearchHparams) -> None:
     """One line on what the search did, and a one-line warning naming the knob when a level removes
     almost nothing or almost everything (or misses its target)."""
@@ -329,10 +430,13 @@ def report_level(metrics: dict[str, Any], h: MaskSearchHparams) -> None:
           f"mask quantiles 5/25/50/75/95% {quantiles}{budget}{'; ' + stop if stop else ''}; removed per layer: "
           f"{per_layer or '-'}", flush=True)
     if h.pruning_mode == "target":
-        if removed < h.pruning_fraction - 0.02:
-            warn(f"level {level} removed {100 * removed:.1f}% of the surviving weights against the target "
-                 f"{100 * h.pruning_fraction:.1f}%: the adapted penalty did not bring enough masks below "
-                 f"alpha = {alpha} in time (a longer --training_steps or a larger --regularization_lambda helps)")
+        print(f"Level {level} target: {target_note(metrics)}", flush=True)
+        if metrics.get("target_outcome") == "fallback":
+            warn(f"level {level}: the masks did not separate under the target pressure (the masks above the target "
+                 f"share moved with it: separation {metrics.get('target_separation', 0):.3f} < {SEPARATION}), so the "
+                 f"pressure was released and the lowest {100 * h.pruning_fraction:.0f}% were pruned by mask value, "
+                 "as --pruning_mode=fraction does; a longer --training_steps or --mask_optimizer=scaled lets the "
+                 "masks decide")
         return
     if h.pruning_mode != "threshold":
         return

@@ -79,7 +79,7 @@ class SoftMask(FlatMaskStrategy):
         self.target = target
         self.decay = float(h.mask_weight_decay or 0.0) if target is not None else 0.0
         if target is not None:
-            target.bind(self.alive > 0)
+            target.bind(self.alive > 0, self._shrinkage_at)
         self.settle = settle
         if settle is not None:
             settle.bind(self.alive > 0)
@@ -90,6 +90,10 @@ class SoftMask(FlatMaskStrategy):
         self._leaves: Optional[list[torch.Tensor]] = None
         self._stepped = False
         self._buf_source: Optional[torch.Tensor] = None
+
+    def _shrinkage_at(self, m: float) -> float:
+        """lambda r'(m) + decay m at one mask value: the shrinkage one unit of target pressure applies."""
+        return self.lam * float(self.regularizer.derivative(torch.tensor([m]))[0]) + self.decay * m
 
     def optimizer_settings(self) -> dict[str, Any]:
         settings = super().optimizer_settings()

@@ -18,7 +18,9 @@ import torch
 
 from open_lth_concave.concave.regularizers import MaskPenalty, Regularizer
 from open_lth_concave.concave.regularizers import registry as regularizers
-from open_lth_concave.concave.search import MaskSearch, MaskSearchHparams
+from open_lth_concave.concave.mask_hparams import DEFAULT_THRESHOLD
+from open_lth_concave.concave.search import (MaskOptimizer, MaskSearch, MaskSearchHparams, decay_budget, travel_fn,
+                                             unheld_mask_end)
 from open_lth_concave.concave.settle import EarlyStopHparams
 from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
 from open_lth_concave.concave.target import SparsityTarget
@@ -34,6 +36,24 @@ class ConcaveSearch(MaskSearch):
     """Algorithm 1 with the soft mask and a concave penalty; subclassed per regularizer."""
     regularizer_name: str = ""
     regularizer_cls: type[Regularizer] = Regularizer
+
+    def auto_mode(self, ctx: PruningContext) -> tuple[str, str]:
+        """threshold when the paper's mask optimizer brings a mask that the loss does not hold below the
+        paper's alpha within this round (the block model, `search.unheld_mask_end`); else target."""
+        h = dataclasses.replace(self.hparams, pruning_mode="threshold")
+        paper = MaskOptimizer.resolve(dataclasses.replace(h, mask_optimizer="paper"), ctx.training_hparams)
+        budget = decay_budget(ctx.training_hparams, ctx.iterations_per_epoch, ctx.start_step.iteration,
+                              ctx.end_step.iteration, paper)
+        penalty = self.mask_penalty()
+        end = unheld_mask_end(h.initial_mask_value, paper.weight_decay, penalty.lam, penalty.regularizer.derivative,
+                              budget["lr_sum_over_1_minus_momentum"])
+        alpha = h.threshold if h.threshold is not None else DEFAULT_THRESHOLD["paper"]
+        detail = (f"a mask the loss does not hold ends near {end:.3g} after this round with the paper's mask "
+                  f"optimizer (D = {budget['decay_D']:.3g})")
+        if end < alpha:
+            return "threshold", f"{detail}, below alpha = {alpha:g}: the masks decide"
+        return "target", (f"{detail}, not below alpha = {alpha:g}: the round is too short for the threshold, so "
+                          f"{100 * h.pruning_fraction:g}% of the survivors are aimed at")
 
     def mask_penalty(self) -> MaskPenalty:
         """lambda x r with the regularizer's own hyperparameters taken from this strategy's (e.g. epsilon)."""
@@ -51,7 +71,9 @@ class ConcaveSearch(MaskSearch):
         target = None
         steps = ctx.end_step.iteration - ctx.start_step.iteration
         if h.pruning_mode == "target":
-            target = SparsityTarget(fraction=h.pruning_fraction, threshold=h.alpha, total_steps=steps)
+            travel = travel_fn(ctx.training_hparams, ctx.iterations_per_epoch, ctx.start_step.iteration,
+                               self.mask_optimizer(ctx))
+            target = SparsityTarget(fraction=h.pruning_fraction, threshold=h.alpha, total_steps=steps, travel=travel)
         settle = h.settle_stop(h.pruning_mode, h.alpha, h.pruning_fraction, ctx.start_step, steps)
         penalty = self.mask_penalty()
         return functools.partial(SoftMask, hparams=self.soft_mask_hparams(ctx, penalty), mask_penalty=penalty,
