@@ -40,13 +40,13 @@ def search(rep: Path, level: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="mnist_lenet_300_100")
-    parser.add_argument("--epochs", default="1,2,5,10,20")
-    parser.add_argument("--optimizers", default="paper,scaled")
+    parser.add_argument("--epochs", default="1,2,5,10,20", help="round lengths; 'preset': the preset's own")
+    parser.add_argument("--optimizers", default="paper,scaled", help="--mask_optimizer values (auto: the default)")
     parser.add_argument("--replicates", default="1")
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--fraction", type=float, default=0.2)
     parser.add_argument("--strategy", default="concave_log")
-    parser.add_argument("--mode", default="target", help="the concave strategy's --pruning_mode")
+    parser.add_argument("--mode", default="target", help="the concave strategy's --pruning_mode (auto: the default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--flag", action="append", default=[], help="one more lottery flag for every run")
     args = parser.parse_args()
@@ -60,11 +60,13 @@ def main() -> None:
     for epochs in args.epochs.split(","):
         for optimizer in args.optimizers.split(","):
             for replicate in args.replicates.split(","):
-                common = [f"--default_hparams={args.preset}", f"--training_steps={epochs}ep", f"--levels={args.levels}",
+                length = [] if epochs == "preset" else [f"--training_steps={epochs}ep"]
+                common = [f"--default_hparams={args.preset}", *length, f"--levels={args.levels}",
                           f"--replicate={replicate}", f"--threads={args.threads}", "--quiet", *args.flag]
                 imp = run([*common, "--pruning_strategy=sparse_global", f"--pruning_fraction={args.fraction}"])
-                concave_flags = [f"--pruning_strategy={args.strategy}", f"--pruning_mode={args.mode}",
-                                 f"--mask_optimizer={optimizer}"]
+                concave_flags = [f"--pruning_strategy={args.strategy}"]
+                concave_flags += [f"--pruning_mode={args.mode}"] if args.mode != "auto" else []
+                concave_flags += [f"--mask_optimizer={optimizer}"] if optimizer != "auto" else []
                 if args.mode != "threshold":
                     concave_flags.append(f"--pruning_fraction={args.fraction}")
                 rep = run([*common, *concave_flags])
@@ -75,7 +77,8 @@ def main() -> None:
                     acc, imp_acc = 100 * ours[level]["test_accuracy"], 100 * theirs[level]["test_accuracy"]
                     gaps.append(acc - imp_acc)
                     print(f"| {epochs} | {optimizer} | {replicate} | {level} | {100 * m['removed'] / before:.1f} | "
-                          f"{100 * m['share_below_threshold']:.1f} | {m.get('target_outcome', m['pruning_mode'])} | "
+                          f"{100 * m['share_below_threshold']:.1f} | "
+                          f"{m['pruning_mode'] + ': ' if 'auto' in m else ''}{m.get('target_outcome', m['pruning_mode'])} | "
                           f"{100 * m['test_accuracy']:.2f} | {acc:.2f} | {imp_acc:.2f} |", flush=True)
     if gaps:
         print(f"ticket - IMP: mean {statistics.mean(gaps):+.2f}, min {min(gaps):+.2f}, max {max(gaps):+.2f} points "

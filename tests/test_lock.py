@@ -140,3 +140,30 @@ def test_a_stopped_holder_keeps_the_lock(tmp_path):
         proc.kill()
         proc.wait()
     ExperimentLock(tmp_path).acquire(wait=False).release()   # a killed holder's lock is free at once
+
+
+def test_a_lock_path_that_is_a_link_is_refused_and_its_target_left_alone(tmp_path):
+    """A `.lock` that is a symbolic link (planted, or copied with a results folder) must not be opened for
+    writing: the holder record would replace the content of whatever it points to."""
+    from open_lth_concave.foundations.errors import UserError
+    precious = tmp_path / "precious.json"
+    precious.write_text('{"keep": true}')
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / ".lock").symlink_to(precious)
+    with pytest.raises(UserError, match=r"\.lock is a symbolic link"):
+        ExperimentLock(folder).acquire(wait=False)
+    assert precious.read_text() == '{"keep": true}'
+    (folder / ".lock").unlink()
+    os.mkfifo(folder / ".lock")                     # nor anything else that is not a regular file
+    with pytest.raises(UserError, match="not a regular file"):
+        ExperimentLock(folder).acquire(wait=False)
+
+
+def test_an_empty_root_variable_means_the_default_not_the_current_folder(monkeypatch, tmp_path):
+    from open_lth_concave.foundations import paths
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OPEN_LTH_ROOT", "")
+    monkeypatch.setenv("OPEN_LTH_DATASETS", "")
+    assert paths.results_root() == tmp_path / "open_lth_data"
+    assert paths.datasets_root() == tmp_path / "open_lth_datasets"

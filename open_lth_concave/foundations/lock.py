@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,10 @@ from open_lth_concave.foundations.errors import UserError
 
 class LockHeldError(UserError, RuntimeError):
     """Another live process holds the experiment."""
+
+
+class LockFileError(UserError, OSError):
+    """The lock's path holds something other than a regular file (a link, a folder, a FIFO)."""
 
 
 class ExperimentLock:
@@ -66,10 +71,25 @@ class ExperimentLock:
         return isinstance(info, dict) and info.get("host") not in (None, socket.gethostname()) and \
             age <= self.stale_after
 
+    def _open(self) -> int:
+        """The lock file, opened for writing only if it is a regular file at the path itself: a link there
+        (planted or left by a copy) would make the holder record overwrite whatever it points to."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EMLINK):
+                raise LockFileError(f"{self.path} is a symbolic link; the experiment lock is never written "
+                                    "through a link: remove it and run again") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LockFileError(f"{self.path} is not a regular file; remove it and run again")
+        return fd
+
     def _try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
