@@ -32,9 +32,11 @@ def test_would_prune_follows_each_modes_rule():
     alive = torch.tensor([True] * 9 + [False])
     below = alive & (values < 0.3)                            # 0.1, 0.2, 0.05, 0.0, 0.25
     assert torch.equal(would_prune(values, alive, 9, "threshold", 0.3, 0.2), below)
-    # target: at most ceil(0.2 x 9) = 2, the smallest surviving ones
+    # target: 5 of 9 below alpha is not 20% +- 2 points: exactly ceil(0.2 x 9) = 2, the smallest surviving ones
     assert torch.equal(would_prune(values, alive, 9, "target", 0.3, 0.2), alive & (values <= 0.05))
-    assert torch.equal(would_prune(values, alive, 9, "target", 0.3, 0.6), below)   # under the cap: all below alpha
+    # ... nor 60%: topped up to ceil(0.6 x 9) = 6 by value; at 5/9 = 55.6% +- 2: the masks' own choice
+    assert torch.equal(would_prune(values, alive, 9, "target", 0.3, 0.6), alive & (values <= 0.5))
+    assert torch.equal(would_prune(values, alive, 9, "target", 0.3, 0.56), below)
     # fraction: exactly ceil(0.3 x 9) = 3 smallest, whatever alpha says
     assert torch.equal(would_prune(values, alive, 9, "fraction", 0.01, 0.3), alive & (values <= 0.1))
 
@@ -196,3 +198,11 @@ def test_the_flags_name_the_experiment_only_when_they_change_what_it_does(tmp_pa
                      f"--root={tmp_path}"]) == 2
     assert "invalid --early_stop_tolerance 1.5: must be in [0, 1)" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())       # nothing written by the refused jobs
+
+
+def test_no_kthvalue_anywhere_in_the_package():
+    """CUDA has no deterministic kthvalue (it raises under --deterministic): quantiles come from a sort."""
+    import open_lth_concave
+    from pathlib import Path
+    users = [p.name for p in Path(open_lth_concave.__file__).parent.rglob("*.py") if "kthvalue(" in p.read_text()]
+    assert users == []

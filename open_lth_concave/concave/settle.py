@@ -33,7 +33,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from open_lth_concave.concave.target import RAMP
+from open_lth_concave.concave.target import OUTCOME_TOLERANCE, RAMP
 from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
 from open_lth_concave.foundations.step import Step
 
@@ -47,13 +47,17 @@ def would_prune(values: torch.Tensor, alive: torch.Tensor, n_alive: int, mode: s
         return torch.zeros_like(alive)
     cap = math.ceil(fraction * n_alive)
     if mode == "fraction":
-        cut = values[alive].kthvalue(max(1, min(n_alive, cap))).values
-        return alive & (values <= cut)
+        return alive & (values <= kth_smallest(values[alive], cap))
     below = alive & (values < threshold)
-    if mode == "target" and int(below.sum()) > cap:
-        cut = values[alive].kthvalue(max(1, cap)).values
-        return alive & (values <= cut)
+    if mode == "target" and abs(int(below.sum()) / n_alive - fraction) > OUTCOME_TOLERANCE:
+        return alive & (values <= kth_smallest(values[alive], cap))     # capped or topped up (search._prune_relaxed)
     return below
+
+
+def kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest entry (1-based, clamped to the tensor) by a sort: kthvalue has no deterministic
+    CUDA implementation (it raises under --deterministic there); sort has."""
+    return torch.sort(values.flatten()).values[max(1, min(values.numel(), k)) - 1]
 
 
 def _pack(bits: torch.Tensor) -> torch.Tensor:

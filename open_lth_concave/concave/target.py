@@ -50,6 +50,7 @@ MAX_PRESSURE = 1e9
 CHECK_AT = 0.1        # share of the path's distance covered when separability is judged
 SEPARATION = 0.05     # ... the masks above the target share must stay this far apart from q, relative to q's travel
 OUTCOMES = ("own choice", "capped", "topped up", "fallback")
+OUTCOME_TOLERANCE = 0.02   # the masks' own share below alpha counts as their choice within this of the target
 
 
 @dataclass
@@ -160,7 +161,7 @@ class SparsityTarget:
         self.pressure = min(MAX_PRESSURE, target)
         self.last_unit = u
 
-    def outcome(self, below_alpha: int, alive: int, tolerance: float = 0.02) -> str:
+    def outcome(self, below_alpha: int, alive: int, tolerance: float = OUTCOME_TOLERANCE) -> str:
         """What decided the pruned set: the masks' own choice (their share below alpha within `tolerance`
         of the target), the cap (more fell below alpha), a top-up by mask value (fewer did), or the
         fallback (the masks did not separate; the target share is pruned by mask value)."""
