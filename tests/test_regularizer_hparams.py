@@ -20,7 +20,7 @@ from open_lth_concave.pruning.strategy import PruningContext
 load_core()
 from open_lth_concave.concave.regularizers import registry as regularizers  # noqa: E402
 
-BASE = ["--default_hparams=digits_lenet_300_100", "--levels=1", "--quiet"]
+BASE = ["--default_hparams=digits_lenet_300_100", "--levels=1", "--quiet", "--pruning_mode=threshold"]   # the penalty at scale 1
 
 
 def other_value(cls, name: str):

@@ -67,6 +67,8 @@ class ConcaveSearch(MaskSearch):
                                pruning_layers_to_ignore=h.pruning_layers_to_ignore)
 
     def training_strategy(self, ctx: PruningContext, start: Optional[dict[str, torch.Tensor]]) -> Callable:
+        if "auto" in (self.hparams.pruning_mode, self.hparams.mask_optimizer):   # called without prune()
+            self.resolve_auto(ctx)
         h = self.hparams
         target = None
         steps = ctx.end_step.iteration - ctx.start_step.iteration
