@@ -1,4 +1,6 @@
 """Platform defaults: what `auto` picks, the allocator switch, and open_lth's --apex_fp16."""
+import contextlib
+
 import pytest
 import torch
 
@@ -123,3 +125,25 @@ def test_a_narrow_resnet_trains_on_the_cpu_with_the_default_platform(tmp_path):
                      "--training_steps=1ep", "--device=cpu", root=tmp_path / "results")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "contiguous (auto: blocks.1.shortcut.0" in result.stdout
+
+
+@pytest.mark.parametrize("capability,expected", [((7, 0), None), ((6, 1), None), ((8, 0), torch.bfloat16),
+                                                  ((9, 0), torch.bfloat16)])
+def test_auto_precision_on_a_gpu_follows_its_compute_capability(monkeypatch, capability, expected):
+    """bf16 autocast only where the GPU has bf16 arithmetic (Ampere, 8.0, and later); a V100 (7.0) or the
+    paper's TITAN Xp (6.1) would emulate it, so auto stays fp32 there."""
+    monkeypatch.setattr(Platform, "torch_device", property(lambda self: torch.device("cuda", 0)))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert Platform(precision="auto").autocast_dtype == expected
+    assert Platform(precision="bf16").autocast_dtype == torch.bfloat16
+
+
+def test_a_numbered_gpu_under_torchrun_is_refused(monkeypatch):
+    """--device=cuda:N would put every torchrun process on that one GPU."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(HparamError, match=r"invalid --device cuda:1 under torchrun \(2 processes\)"):
+        Platform(device="cuda:1").validate()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(HparamError, match="CUDA is not available") if not torch.cuda.is_available() else \
+            contextlib.nullcontext():
+        Platform(device="cuda:1").validate()

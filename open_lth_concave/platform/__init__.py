@@ -8,6 +8,7 @@ stops every tensor over 128 KiB from being a fresh `mmap` (see `allocator.py`).
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,6 +17,12 @@ import torch
 from open_lth_concave.foundations.hparams import HparamError, Hparams, hp
 from open_lth_concave.platform import allocator, native
 from open_lth_concave.platform.threads import SMALL_STEP_MACS
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """bf16 tensor-core arithmetic: compute capability 8.0 (Ampere) and later. Older GPUs (V100, the paper's
+    TITAN Xp) only emulate it, so auto precision stays fp32 there."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def cpu_has_native_bf16() -> bool:
@@ -63,7 +70,8 @@ class Platform(Hparams):
     _description: ClassVar[str] = "Where and how the job runs; none of these enter the experiment name."
 
     device: str = hp("auto", "cpu, cuda, cuda:N, or auto (cuda when available).")
-    precision: str = hp("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), bf16 or fp32.",
+    precision: str = hp("auto", "auto (bf16 autocast on GPUs and CPUs with native bf16: compute capability 8.0+, "
+                        "AVX512-BF16 or AMX; else fp32), bf16 or fp32.",
                         choices=["auto", "bf16", "fp32"])
     compile: bool = hp(False, "torch.compile the forward pass.")
     memory_format: str = hp("auto", "auto (channels_last: faster convolutions on CUDA and CPU), channels_last or contiguous.",
@@ -84,6 +92,11 @@ class Platform(Hparams):
         super().validate()
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise HparamError(f"invalid --device {self.device!r}: use cpu, cuda, cuda:N or auto")
+        processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if self.device.startswith("cuda:") and processes > 1:
+            raise HparamError(f"invalid --device {self.device} under torchrun ({processes} processes): every process "
+                              "would use that one GPU; use --device=cuda (each process takes the GPU of its local "
+                              "rank) and choose the GPUs with CUDA_VISIBLE_DEVICES")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise HparamError(f"invalid --device {self.device!r}: CUDA is not available on this machine")
 
@@ -151,7 +164,7 @@ class Platform(Hparams):
             return torch.bfloat16
         if self.precision == "auto":
             kind = self.torch_device.type
-            if kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16()):
+            if (kind == "cuda" and cuda_has_native_bf16(self.torch_device)) or (kind == "cpu" and cpu_has_native_bf16()):
                 return torch.bfloat16
         return None
 
