@@ -129,3 +129,32 @@ def test_a_late_process_takes_the_same_decisions_as_rank_0(tmp_path):
         raise AssertionError("the two processes hung") from None
     assert r.returncode == 0, r.stderr[-2000:]
     assert list((tmp_path / "root").glob("lottery_*/replicate_1/level_0/main/model_ep1_it0.pth"))
+
+
+NAN_ON_ONE_RANK = """
+import os, sys
+from open_lth_concave import cli
+from open_lth_concave.training import guard
+added = guard.NanGuard.add
+def add(self, loss):  # only rank 1 sees a NaN training loss (e.g. a bad batch in its slice)
+    added(self, loss * float("nan") if os.environ.get("RANK") == "1" else loss)
+guard.NanGuard.add = add
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_nan_seen_by_one_process_stops_every_process(tmp_path):
+    """The NaN stop is one decision for the group: a process stopping alone left the others waiting for it."""
+    script = tmp_path / "nan.py"
+    script.write_text(NAN_ON_ONE_RANK)
+    env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path / "root"), OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "train", "--default_hparams=digits_lenet_300_100", "--training_steps=2ep", "--quiet"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the processes hung") from None
+    stops = [line for line in r.stderr.splitlines() if "the training loss became nan by epoch 1 iteration 0" in line]
+    assert r.returncode != 0 and len(stops) >= 2, r.stderr[-3000:]     # each process says why it stopped
+    assert not list((tmp_path / "root").glob("train_*/replicate_1/main/model_ep2_it0.pth"))

@@ -93,6 +93,16 @@ def any_process(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def mean_over_processes(total: torch.Tensor, count: int) -> float:
+    """sum(total) / sum(count) over every process (one small all-reduce; a host sync): a decision taken
+    from it (the NaN stop) is the same on every process, so none stops alone while the others wait."""
+    if world_size() == 1:
+        return (total / count).item()
+    t = torch.stack([total.detach().float().reshape(()), torch.tensor(float(count), device=total.device)])
+    dist.all_reduce(t)
+    return (t[0] / t[1]).item()
+
+
 def broadcast_buffers(module: torch.nn.Module) -> None:
     """Make batch-norm statistics (computed on each slice) those of rank 0 before they are used or saved."""
     if world_size() == 1:

@@ -1,8 +1,10 @@
 """The NaN stop: a training run whose loss becomes NaN or infinite ends with an error, saving nothing as final.
 
 The training loss is summed on the device at every step (no host synchronization) and its mean read
-at each check (epoch boundaries and the end of the run, `schedule.Schedule.epoch_boundary`); the test
-loss is checked at every evaluation. Single runs and stacked replicates use the same guard.
+at each check (epoch boundaries and the end of the run, `schedule.Schedule.epoch_boundary`); under
+torchrun that mean is taken over every process, so a NaN seen by one process stops them all at the same
+check (a process stopping alone would leave the others waiting for it). The test loss is checked at
+every evaluation (the same value on every process). Single runs and stacked replicates use the same guard.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Iterable, Optional, Union
 
 import torch
 
+from open_lth_concave.foundations import distributed
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.training.metric_logger import MetricLogger
 
@@ -33,7 +36,7 @@ class NanGuard:
         """Stop on a non-finite mean training loss since the last check; else log it (`train_loss`)."""
         if not self.count:
             return
-        mean = (self.total / self.count).item()
+        mean = distributed.mean_over_processes(self.total, self.count)   # under torchrun: one decision for all
         if not torch.isfinite(torch.tensor(mean)):
             raise TrainingDiverged(f"{self.label}: the training loss became {mean} by epoch {at.ep} iteration {at.it} "
                                    f"(step {at}); nothing was saved as final. Lower --lr or check the data.")
