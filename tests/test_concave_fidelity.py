@@ -175,6 +175,12 @@ def test_search_metrics_show_the_mask_optimizer_budget(tmp_path):
     assert metrics["mask_optimizer"] == {"name": "paper", "lr": 0.1, "momentum": None, "weight_decay": 1e-4}
     assert metrics["decay_block_top_median"] == pytest.approx(2 * 0.5 * math.exp(-1e-3))
     assert metrics["share_in_decay_block"] == 1.0 and metrics["share_exactly_0"] == 0.0
+    # the block model beside the measured block: decay 1e-4 and the log pull over a travel of 10
+    r = 1 / ((0.5 + 0.1) * math.log(1.1 / 0.1))
+    assert metrics["block_model_end"] == pytest.approx(0.5 - 10.0 * (1e-4 * 0.5 + 1e-6 * r), rel=1e-4)
+    assert metrics["decay_block_median"] == 0.5
+    notes = pruning_strategies.get("concave_log").level_notes(ctx.artifacts_dir)
+    assert "block model: an unheld mask ends at 0.499 (measured block median 0.5)" in notes[0], notes
     r = 1 / ((0.5 + 0.1) * math.log(1.1 / 0.1))                  # log penalty's r'(0.5), epsilon 0.1
     assert metrics["penalty_travel_at_initial_mask"] == pytest.approx(1e-6 * 10.0 * r, rel=1e-5)
 

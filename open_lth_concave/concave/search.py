@@ -283,7 +283,15 @@ class MaskSearch(PruningStrategy):
             start = torch.cat([start_values[k].float()[before[k] == 1].flatten() for k in relaxed])
         top = 2 * start * math.exp(-budget["decay_D"])
         out["decay_block_top_median"] = float(top.median()) if top.numel() else None
-        out["share_in_decay_block"] = float(((surviving > 0) & (surviving <= top)).sum()) / n
+        in_block = (surviving > 0) & (surviving <= top)
+        out["share_in_decay_block"] = float(in_block.sum()) / n
+        # the block model's prediction for a mask the loss does not hold (from the median start value),
+        # beside the measured median of the masks in the block
+        if surviving.numel():
+            derivative = regularizer.derivative if regularizer is not None else None
+            out["block_model_end"] = unheld_mask_end(float(start.median()), opt.weight_decay, lam, derivative,
+                                                     budget["lr_sum_over_1_minus_momentum"])
+            out["decay_block_median"] = float(surviving[in_block].median()) if bool(in_block.any()) else None
         return out
 
     @classmethod
@@ -312,6 +320,9 @@ class MaskSearch(PruningStrategy):
                          f"at m0 / {num('penalty_travel_at_0', '.3g')} at 0")
         parts.append(f"masks at 0 {num('share_exactly_0', '.1f', 100)}%, below alpha {num('share_below_threshold', '.1f', 100)}%, "
                      f"in the decay block {num('share_in_decay_block', '.1f', 100)}%")
+        if "block_model_end" in m:
+            parts.append(f"block model: an unheld mask ends at {num('block_model_end', '.3g')} "
+                         f"(measured block median {num('decay_block_median', '.3g')})")
         if "target_fraction" in m:
             note = target_note(m)
             parts.append(f"target {num('target_fraction', '.1f', 100)}%" + (f": {note}" if note else
