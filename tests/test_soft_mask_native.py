@@ -266,3 +266,48 @@ def test_a_channels_last_conv_net_trains_as_the_eager_step():
     _train(b, b_opt, batches)
     _assert_same(a, b)
     assert float((a.variable.detach() - start).abs().max()) > 1e-3
+
+
+def test_a_search_resumed_in_another_memory_format_continues_as_the_uninterrupted_one(tmp_path):
+    """A checkpoint written by a channels_last run and resumed contiguous (a changed --memory_format, or a
+    CPU run kept contiguous by the channels_last hazard resumed on CUDA): the parameters' momentum buffers
+    come back with the parameters' strides, and the flat mask's momentum, saved in the channels_last
+    layer order, is re-laid in the contiguous order; the resumed run then steps as the uninterrupted one."""
+    from open_lth_concave.foundations.hparams import ModelHparams
+    from open_lth_concave.foundations.step import Step
+    from open_lth_concave.models import get_model
+    from open_lth_concave.training import checkpoint
+    from open_lth_concave.training.metric_logger import MetricLogger
+
+    def make(channels_last: bool):
+        model = get_model(ModelHparams(model_name="cifar_resnet_8_8", model_init="kaiming_normal",
+                                       batchnorm_init="uniform"), (3, 32, 32), 10, torch.Generator().manual_seed(0))
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        s = SoftMask(model, Mask.ones_like(model), SoftMaskHparams(regularization_lambda=3e-3, mask_lr=5.0,
+                                                                  pruning_layers_to_ignore=IGNORE))
+        opt = torch.optim.SGD([{"params": list(model.parameters())}] + s.param_groups(), lr=0.05, momentum=0.9,
+                              weight_decay=1e-4)
+        return s, opt
+
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(4)]
+    a, a_opt = make(True)
+    _train(a, a_opt, batches[:2])
+    path = tmp_path / "checkpoint.pth"
+    checkpoint.Checkpointer(path, a.model, a_opt, a, MetricLogger(), 0.0).save(Step(2, 100))
+    b, b_opt = make(False)
+    state, b, b_opt = checkpoint.resume(path, torch.device("cpu"), b.model, b_opt, b, Step(0, 100), Step(100, 100),
+                                        "test", lambda: pytest.fail("the checkpoint must be usable"))
+    assert state is not None and b.layout.standard_order
+    assert a.layout.orders != b.layout.orders                       # the two runs lay the flat mask out differently
+    saved = a.layout.to_dict(a_opt.state[a.variable]["momentum_buffer"])
+    restored = b.layout.to_dict(b_opt.state[b.variable]["momentum_buffer"])
+    for name in saved:
+        assert torch.equal(saved[name], restored[name]), name
+    for p in b.model.parameters():
+        assert b_opt.state[p]["momentum_buffer"].stride() == p.stride()
+    _train(a, a_opt, batches[2:])
+    _train(b, b_opt, batches[2:])
+    for name, value in a.relaxed_mask().items():
+        torch.testing.assert_close(b.relaxed_mask()[name], value, rtol=1e-4, atol=1e-5)

@@ -44,6 +44,13 @@ class FlatLayout:
                        for sh, st in zip(self.shapes, strides or [None] * len(names))]
 
     @classmethod
+    def with_orders(cls, names: list[str], shapes: list[torch.Size], orders: list) -> "FlatLayout":
+        """The layout whose layers lie in memory in the given dimension orders (as `orders` records them)."""
+        layout = cls(names, shapes)
+        layout.orders = [tuple(int(d) for d in order) for order in orders]
+        return layout
+
+    @classmethod
     def of(cls, params: dict[str, torch.Tensor], names: list[str]) -> "FlatLayout":
         return cls(names, [params[n].shape for n in names], [params[n].stride() for n in names])
 
@@ -242,10 +249,29 @@ class FlatMaskStrategy(TrainingStrategy):
             torch._foreach_mul_(self._pruned_weights, self._pruned_masks)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"variable": self.layout.to_dict(self.variable)}
+        return {"variable": self.layout.to_dict(self.variable), **self.layout_state()}
+
+    def layout_state(self) -> dict[str, Any]:
+        """The flat tensor's layer orders, saved with the strategy so that a resume in another memory format
+        can reorder the optimizer's state of the flat tensor (`adapt_optimizer_state`)."""
+        return {"layout_orders": [list(order) for order in self.layout.orders]}
+
+    def adapt_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
+        """The momentum (and any other per-entry state) of the flat tensor, saved in the saved run's layer
+        orders, re-laid in this run's (values per weight unchanged)."""
+        saved = getattr(self, "_saved_orders", None)
+        if saved is None or [tuple(o) for o in saved] == list(self.layout.orders):
+            return
+        old = FlatLayout.with_orders(self.layout.names, self.layout.shapes, saved)
+        state = optimizer.state.get(self.variable, {})
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.numel() == self.variable.numel() and value.dim() == 1:
+                state[key] = self.layout.flatten(old.to_dict(value)).to(value.device, value.dtype)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Per-layer values (or, from older checkpoints, one flat tensor in standard order)."""
+        orders = state.get("layout_orders")
+        self._saved_orders = [list(o) for o in orders] if isinstance(orders, (list, tuple)) else None
         value = state["variable"]
         flat = self.layout.flatten(value) if isinstance(value, dict) else self.layout.from_standard_flat(value)
         with torch.no_grad():

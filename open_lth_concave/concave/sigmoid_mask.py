@@ -109,10 +109,10 @@ class SigmoidMask(FlatMaskStrategy):
                 "mask_above_threshold": float(((m >= self.hparams.alpha) * self.alive).sum() / n)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scores": self.layout.to_dict(self.variable), "beta": self.beta}
+        return {"scores": self.layout.to_dict(self.variable), "beta": self.beta, **self.layout_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict({"variable": state["scores"]})
+        super().load_state_dict({"variable": state["scores"], "layout_orders": state.get("layout_orders")})
         self.beta = float(state["beta"])
 
 

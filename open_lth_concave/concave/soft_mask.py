@@ -226,7 +226,7 @@ class SoftMask(FlatMaskStrategy):
         return values
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"relaxed_mask": self.layout.to_dict(self.variable)}
+        state: dict[str, Any] = {"relaxed_mask": self.layout.to_dict(self.variable), **self.layout_state()}
         if self.target is not None:
             state["target"] = self.target.state_dict()
         if self.settle is not None:
@@ -234,7 +234,7 @@ class SoftMask(FlatMaskStrategy):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict({"variable": state["relaxed_mask"]})
+        super().load_state_dict({"variable": state["relaxed_mask"], "layout_orders": state.get("layout_orders")})
         if self.target is not None and "target" in state:
             self.target.load_state_dict(state["target"])
         if self.settle is not None and "settle" in state:

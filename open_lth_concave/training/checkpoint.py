@@ -72,6 +72,18 @@ def load(path: Path, device: torch.device, model: nn.Module, start: Step, end: S
         return None
 
 
+def strides_of_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Per-parameter optimizer state (momentum buffers) with its parameter's strides: a checkpoint written
+    in another memory format (channels_last vs contiguous) holds the same values in another layout, which
+    fused CUDA optimizers refuse."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def resume(path: Optional[Path], device: torch.device, model: nn.Module, optimizer: torch.optim.Optimizer,
            strategy: TrainingStrategy, start: Step, end: Step, label: str,
            rebuild: Callable[[], tuple[TrainingStrategy, torch.optim.Optimizer]]):
@@ -82,6 +94,8 @@ def resume(path: Optional[Path], device: torch.device, model: nn.Module, optimiz
         try:  # the optimizer's and strategy's states first: the model is only touched once they fit
             optimizer.load_state_dict(state["optimizer"])
             strategy.load_state_dict(state["strategy"])
+            strides_of_parameters(optimizer)
+            strategy.adapt_optimizer_state(optimizer)
         except Exception as e:  # noqa: BLE001 - any mismatch of a saved state with this run's objects
             warn(f"{label}: cannot use {path}: not this run's optimizer or strategy state "
                  f"({type(e).__name__}); starting this run again from its start point")

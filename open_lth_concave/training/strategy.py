@@ -41,6 +41,11 @@ class TrainingStrategy:
         in one fused pass, reads their group's settings and state from it, and leaves their `.grad` None
         so that `optimizer.step()` skips them. Without this call (another loop) it must do nothing special."""
 
+    def adapt_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called after a resume has loaded the optimizer's and this strategy's saved states: put the
+        optimizer state of the strategy's own tensors into their current layout (e.g. a flat tensor whose
+        order follows the weights' memory format, which may differ from the saved run's)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
