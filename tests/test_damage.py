@@ -343,3 +343,52 @@ def test_randomly_prune_refuses_unknown_layers_to_ignore(finished, tmp_path, cap
     after = snapshot(exp)
     assert {p: b for p, b in after.items() if p in before} == before          # the trunk untouched
     assert [p.name for p in after if p not in before] in ([], ["branch.json"])   # no mask, no model of the branch
+
+
+# ---- a killed run's checkpoint, damaged but well-formed ----------------------------------------------------
+def _nan_relaxed(state):
+    state["strategy"]["relaxed_mask"]["fc_layers.0.weight"][3, 5] = float("nan")
+
+
+def _nan_momentum(state):
+    buffers = [s["momentum_buffer"] for s in state["optimizer"]["state"].values() if "momentum_buffer" in s]
+    buffers[-1].view(-1)[7] = float("nan")
+
+
+def _relaxed_above_one(state):
+    state["strategy"]["relaxed_mask"]["fc_layers.1.weight"][0, 0] = 2.0
+
+
+def _iteration_before_its_logger(state):
+    state["iteration"] -= 45          # one epoch earlier than what its logger has logged
+
+
+@pytest.mark.parametrize("damage", [_nan_relaxed, _nan_momentum, _relaxed_above_one, _iteration_before_its_logger],
+                         ids=["nan relaxed mask", "nan momentum", "relaxed mask 2.0", "iteration before its logger"])
+def test_a_damaged_search_checkpoint_is_named_and_the_run_redone_identically(tmp_path, capsys, monkeypatch, damage):
+    """A soft-mask run stopped mid-epoch leaves a checkpoint; planted damage that keeps it well-formed must
+    not be trusted: the run names the file, starts again from its start point, and ends bit for bit as an
+    undamaged run."""
+    from open_lth_concave.training import loop
+    argv = ["train", "--default_hparams=digits_lenet_300_100", "--training_strategy=soft_mask", "--training_steps=3ep",
+            "--regularization_lambda=1e-3", "--mask_lr=5", "--threads=1", "--precision=fp32", "--quiet"]
+    assert cli.main([*argv, "--root", str(tmp_path / "clean")]) == 0
+    (clean,) = list((tmp_path / "clean").glob("train_*/replicate_1/main"))
+    with monkeypatch.context() as m:                # stop at iteration 95 (epoch 2, iteration 5), as a signal would
+        m.setattr(loop.StopSignals, "requested", lambda self, at, device: at.iteration == 95)
+        assert cli.main([*argv, "--root", str(tmp_path / "hurt")]) != 0
+    (hurt,) = list((tmp_path / "hurt").glob("train_*/replicate_1/main"))
+    state = io.load_torch(hurt / "checkpoint.pth")
+    assert state["iteration"] == 95
+    damage(state)
+    io.save_torch(state, hurt / "checkpoint.pth")
+    capsys.readouterr()
+    assert cli.main([*argv, "--root", str(tmp_path / "hurt")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "checkpoint.pth" in warnings[0] and "starting this run again" in warnings[0], warnings
+    for name in ("model_ep3_it0.pth", "strategy_final.pth"):
+        a, b = io.load_torch(clean / name), io.load_torch(hurt / name)
+        flat_a = {k: v for k, v in (a.get("relaxed_mask", a)).items()}
+        flat_b = {k: v for k, v in (b.get("relaxed_mask", b)).items()}
+        assert flat_a.keys() == flat_b.keys() and all(torch.equal(flat_a[k], flat_b[k]) for k in flat_a), name
+    assert (clean / "logger").read_text() == (hurt / "logger").read_text()

@@ -67,13 +67,17 @@ def test_rewinding_steps_rewind_to_that_step(root):
 
 
 def test_rerun_does_no_work(root, capsys):
-    rep = lottery(root, "--levels=1")
-    stamps = {p: p.stat().st_mtime_ns for p in rep.rglob("*.pth")}
     capsys.readouterr()
+    rep = lottery(root, "--levels=1")
+    assert "nothing to do" not in capsys.readouterr().out
+    stamps = {p: p.stat().st_mtime_ns for p in rep.rglob("*.pth")}
     assert cli.main(["lottery", *[a for a in DIGITS if a != "--quiet"], "--root", str(root), "--levels=1"]) == 0
     out = capsys.readouterr().out
     assert "ep 001" not in out  # no training line printed
+    assert f"finished: nothing to do (every level was finished before); results in {rep}" in out.splitlines()
     assert stamps == {p: p.stat().st_mtime_ns for p in rep.rglob("*.pth")}
+    assert cli.main(["lottery", *DIGITS, "--root", str(root), "--levels=2"]) == 0     # one more level: work to do
+    assert "nothing to do" not in capsys.readouterr().out
 
 
 def test_resume_after_interruption_equals_uninterrupted(root, tmp_path, monkeypatch):

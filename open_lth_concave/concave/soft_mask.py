@@ -233,6 +233,20 @@ class SoftMask(FlatMaskStrategy):
             state["settle"] = self.settle.state_dict()
         return state
 
+    def state_problem(self, state: dict[str, Any]) -> Optional[str]:
+        """A relaxed mask outside [0, 1] (the projection keeps it inside) or a negative target pressure."""
+        relaxed = state.get("relaxed_mask") if isinstance(state, dict) else None
+        if not isinstance(relaxed, dict) or not all(isinstance(v, torch.Tensor) for v in relaxed.values()):
+            return "the training strategy's state has no relaxed mask"
+        outside = next((n for n, v in relaxed.items() if not bool(((v >= 0) & (v <= 1)).all())), None)
+        if outside is not None:
+            return f"its relaxed mask holds values outside [0, 1] ({outside})"
+        target = state.get("target")
+        if isinstance(target, dict) and not (isinstance(target.get("pressure"), (int, float))
+                                             and 0 <= target["pressure"] < float("inf")):
+            return f"its sparsity target's pressure is {target.get('pressure')!r}, not a number >= 0"
+        return None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict({"variable": state["relaxed_mask"], "layout_orders": state.get("layout_orders")})
         if self.target is not None and "target" in state:

@@ -46,6 +46,19 @@ def tensors(obj: Any, path: Path, reference: Mapping[str, Any], what: str = "sta
     return obj
 
 
+def all_finite(obj: Any, path: Path, what: str, where: str = "") -> None:
+    """Every floating tensor anywhere inside `obj` (nested dicts, lists, tuples) finite."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+            raise _fail(path, f"the {what} holds NaN or infinite values{' at ' + where if where else ''}")
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            all_finite(value, path, what, f"{where}.{key}" if where else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            all_finite(value, path, what, f"{where}[{i}]")
+
+
 def number(value: Any, *, integer: bool = False, minimum: Optional[float] = None) -> bool:
     """A JSON number (not a bool), finite, integral if asked, >= minimum if given."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

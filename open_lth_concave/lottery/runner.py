@@ -115,12 +115,21 @@ class LotteryRunner:
                 print(f"dense level 0 shared from {source} (same data, model and training hyperparameters)",
                       flush=True)
             self._establish_initial_weights()
+            finished_before = self._all_levels_finished()
             rows = [self._run_level(level) for level in range(self.levels + 1)]
             io.save_json({"levels": rows, "strategy": self.desc.pruning_hparams.pruning_strategy},
                          self.replicate_dir / layout.REPORT)
+            if finished_before:
+                print(f"finished: nothing to do (every level was finished before); results in {self.replicate_dir}",
+                      flush=True)
         finally:
             lock.release()
         return rows
+
+    def _all_levels_finished(self) -> bool:
+        """Every level's ticket that this job trains is trained already (a rerun of a finished lottery)."""
+        return all(results.is_finished(self.main_dir(level), self.end_step) for level in range(self.levels + 1)
+                   if not (self.train_final_ticket_only and 0 < level < self.levels))
 
     def _check_level_folders(self) -> None:
         """A level folder that is a symbolic link must lead to a folder (not dangle, not loop)."""

@@ -47,6 +47,21 @@ class Checkpointer:
                        "elapsed": time.time() - self.t0, "logger": str(self.logger)}, self.path)
 
 
+def logger_problem(logger: MetricLogger, iteration: int, start: Step) -> str:
+    """A checkpoint's logger must end where its step is: nothing logged after it, and the training loss
+    logged at the last epoch boundary at or before it (every boundary logs it before the checkpoint)."""
+    late = [(name, it) for name, it, _ in logger.rows if it > iteration]
+    if late:
+        return f"its logger has {late[0][0]} at iteration {late[0][1]}, after its step {iteration}"
+    boundary = iteration - iteration % start.iterations_per_epoch
+    if boundary > start.iteration:
+        last = max((it for it, _ in logger.get("train_loss")), default=None)
+        if last != boundary:
+            return (f"its logger's last training loss is at iteration {last}, not at the epoch boundary {boundary} "
+                    f"before its step {iteration}")
+    return ""
+
+
 def load(path: Path, device: torch.device, model: nn.Module, start: Step, end: Step, label: str) -> Optional[dict]:
     """The checkpoint's contents, or None (fresh start) when there is none or it is damaged: it must
     hold this model's state, a step inside this run and a readable logger."""
@@ -62,9 +77,14 @@ def load(path: Path, device: torch.device, model: nn.Module, start: Step, end: S
                 not isinstance(state["logger"], str):
             raise io.CorruptFileError(f"cannot use {path}: its step or logger is not one of this run's")
         try:
-            MetricLogger.from_str(state["logger"])
+            logger = MetricLogger.from_str(state["logger"])
         except ValueError:
             raise io.CorruptFileError(f"cannot use {path}: its logger is damaged") from None
+        problem = logger_problem(logger, int(state["iteration"]), start)
+        if problem:
+            raise io.CorruptFileError(f"cannot use {path}: {problem}")
+        validate.all_finite(state["optimizer"], path, "optimizer state")
+        validate.all_finite(state["strategy"], path, "training strategy's state")
         return state
     except io.CorruptFileError as e:
         warn(f"{label}: {e}; starting this run again from its start point")
@@ -92,10 +112,18 @@ def resume(path: Optional[Path], device: torch.device, model: nn.Module, optimiz
     state = load(path, device, model, start, end, label) if path is not None else None
     if state is not None:
         try:  # the optimizer's and strategy's states first: the model is only touched once they fit
+            problem = strategy.state_problem(state["strategy"])
+            if problem:
+                raise io.CorruptFileError(f"cannot use {path}: {problem}")
             optimizer.load_state_dict(state["optimizer"])
             strategy.load_state_dict(state["strategy"])
             strides_of_parameters(optimizer)
             strategy.adapt_optimizer_state(optimizer)
+        except io.CorruptFileError as e:
+            warn(f"{label}: {e}; starting this run again from its start point")
+            io.remove(path)
+            state = None
+            strategy, optimizer = rebuild()
         except Exception as e:  # noqa: BLE001 - any mismatch of a saved state with this run's objects
             warn(f"{label}: cannot use {path}: not this run's optimizer or strategy state "
                  f"({type(e).__name__}); starting this run again from its start point")

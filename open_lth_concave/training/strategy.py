@@ -77,6 +77,11 @@ class TrainingStrategy:
     def state_dict(self) -> dict[str, Any]:
         return {}
 
+    def state_problem(self, state: dict[str, Any]) -> Optional[str]:
+        """What is wrong with a saved state before it is trusted (e.g. a value outside its domain), or None.
+        Non-finite tensors are refused for every strategy already."""
+        return None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
