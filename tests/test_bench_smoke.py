@@ -111,3 +111,20 @@ def test_fidelity_table_runs_every_strategy_shares_level_0_and_matches_imp(tmp_p
     assert len(finals) == 4 and len({f.stat().st_ino for f in finals}) == 1   # shared, not retrained
     again = subprocess.run(cmd + ["--report_only"], capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert again.returncode == 0 and [l for l in again.stdout.splitlines() if l.startswith("| ")] == table
+
+
+def test_aiming_benchmark_prints_a_row_per_cell_and_level(tmp_path):
+    """bench/aiming.py on digits, 1-epoch rounds: a concave target-mode lottery and IMP per cell, one table row
+    per level with the share removed (20 +- 2 points with the scaled optimizer) and both tickets' accuracy."""
+    env = dict(os.environ, OPEN_LTH_ROOT=str(tmp_path))
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "aiming.py"), "--preset", "digits_lenet_300_100",
+                           "--epochs", "1", "--optimizers", "scaled", "--levels", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in proc.stdout.splitlines()
+            if line.startswith("| 1 | scaled |")]
+    assert [r[3] for r in rows] == ["1", "2"]
+    for row in rows:
+        assert abs(float(row[4]) - 20.0) <= 2.0 and row[6] in ("own choice", "capped", "topped up", "fallback")
+        assert 0 < float(row[8]) <= 100 and 0 < float(row[9]) <= 100
+    assert "ticket - IMP: mean" in proc.stdout
