@@ -94,3 +94,19 @@ def test_every_regularizer_adds_its_own_penalty_gradient(root, regularizer):
     ratio = grad.double() / expected
     assert float(ratio.min()) > 0
     torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio.mean())), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("regularizer,field", CASES)
+def test_the_soft_mask_training_strategy_takes_the_same_penalty_flags(root, regularizer, field):
+    """`open_lth train --training_strategy=soft_mask` sets the regularizer's own fields as the concave pruning
+    strategies do: the flag reaches the penalty, names the experiment, and another regularizer's is refused."""
+    from open_lth_concave.foundations.hparams import HparamError
+    value = other_value(regularizers.get(regularizer).hparams_cls, field)
+    base = ["--default_hparams=digits_lenet_300_100", "--training_strategy=soft_mask", "--quiet", "--root", str(root)]
+    desc = jobs.describe("train", [*base, f"--regularizer={regularizer}", f"--{field}={value}"])
+    penalty = desc.training_strategy_hparams.mask_penalty()
+    assert penalty.name == regularizer and getattr(penalty.regularizer.hparams, field) == value
+    assert desc.hashname != jobs.describe("train", [*base, f"--regularizer={regularizer}"]).hashname
+    other = next(n for n in regularizers.list() if n != regularizer)
+    with pytest.raises(HparamError, match=f"invalid --{field} with --training_strategy soft_mask"):
+        jobs.describe("train", [*base, f"--regularizer={other}", f"--{field}={value}"])

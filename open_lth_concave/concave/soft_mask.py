@@ -13,6 +13,7 @@ The pruning strategies `concave_<regularizer>` (`strategies.py`) run this strate
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
@@ -23,6 +24,7 @@ from open_lth_concave.concave.flat_mask import FlatMaskStrategy, _with_strides_o
 from open_lth_concave.concave.native_step import MaskStep
 from open_lth_concave.concave.mask_hparams import DEFAULT_THRESHOLD, MaskOptimizerHparams, with_default
 from open_lth_concave.concave.regularizers import MaskPenalty, Regularizer
+from open_lth_concave.concave.regularizers import registry as regularizers
 from open_lth_concave.concave.settle import SettleStop
 from open_lth_concave.concave.target import SparsityTarget
 from open_lth_concave.foundations import distributed
@@ -31,10 +33,18 @@ from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training.strategy import registry as training_strategies
 
 
+def _penalty_fields() -> tuple[type, ...]:
+    """The hyperparameter classes of the regularizers registered when this module is imported (their own
+    fields, e.g. epsilon, become soft_mask's flags; a regularizer registered later keeps its defaults here)."""
+    classes = [regularizers.get(name).hparams_cls for name in regularizers.list()]
+    return tuple(dict.fromkeys(c for c in classes if dataclasses.fields(c)))
+
+
 @dataclass(kw_only=True)
-class SoftMaskHparams(MaskOptimizerHparams):
+class SoftMaskHparams(*_penalty_fields(), MaskOptimizerHparams):
     """What the soft-mask search needs; filled from a concave pruning strategy's hyperparameters (resolved:
-    the mask fields are the mixin's, with the two derived defaults declared as the values they resolve to)."""
+    the mask fields are the mixin's, with the two derived defaults declared as the values they resolve to),
+    and the penalty's own fields (each regularizer's, e.g. --epsilon for log)."""
     _group_name: ClassVar[str] = "Soft Mask Hyperparameters"
 
     regularizer: str = hp("log", "The concave penalty r (a registered regularizer).")
@@ -49,8 +59,15 @@ class SoftMaskHparams(MaskOptimizerHparams):
     pruning_layers_to_ignore: Optional[str] = hp(None, "Comma-separated tensors that keep plain weights.")
 
     def mask_penalty(self) -> MaskPenalty:
-        """The penalty these fields name (the regularizer with its default hyperparameters)."""
-        return MaskPenalty.resolve(self.regularizer, self.regularization_lambda)
+        """The penalty these fields name (the regularizer with its own fields' values here)."""
+        return MaskPenalty.resolve(self.regularizer, self.regularization_lambda, self.to_dict())
+
+    def flags_without_effect(self) -> dict[str, str]:
+        """Another regularizer's fields do nothing with this one (the command line refuses them when given)."""
+        own = {f.name for f in dataclasses.fields(regularizers.get(self.regularizer).hparams_cls)} \
+            if self.regularizer in regularizers.list() else set()
+        return {f.name: f"it belongs to another regularizer than --regularizer {self.regularizer}"
+                for base in _penalty_fields() for f in dataclasses.fields(base) if f.name not in own}
 
 
 @training_strategies.register("soft_mask")
@@ -68,9 +85,14 @@ class SoftMask(FlatMaskStrategy):
         # hyperparameters), else the one the hparams name; the hparams must then name the same one
         named = h.mask_penalty()
         penalty = mask_penalty if mask_penalty is not None else named
-        if (penalty.name, penalty.lam) != (named.name, named.lam):
-            raise ValueError(f"soft_mask hparams name the penalty {named.name} (lambda {named.lam}) but were given "
-                             f"{penalty.name} (lambda {penalty.lam})")
+        declared = {f.name for f in dataclasses.fields(h)}     # a late regularizer's own fields are not flags here
+        own = {f.name: getattr(penalty.regularizer.hparams, f.name) for f in dataclasses.fields(penalty.regularizer.hparams)
+               if f.name in declared}
+        if (penalty.name, penalty.lam) != (named.name, named.lam) or \
+                any(getattr(named.regularizer.hparams, k) != v for k, v in own.items()):
+            raise ValueError(f"soft_mask hparams name the penalty {named.name} (lambda {named.lam}, "
+                             f"{named.regularizer.hparams}) but were given {penalty.name} (lambda {penalty.lam}, "
+                             f"{penalty.regularizer.hparams})")
         self.mask_penalty = penalty
         self.regularizer: Regularizer = penalty.regularizer
         self.lam = penalty.lam

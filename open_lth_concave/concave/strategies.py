@@ -61,7 +61,10 @@ class ConcaveSearch(MaskSearch):
 
     def soft_mask_hparams(self, ctx: PruningContext, penalty: MaskPenalty) -> SoftMaskHparams:
         h, opt = self.hparams, self.mask_optimizer(ctx)
-        return SoftMaskHparams(regularizer=penalty.name, regularization_lambda=penalty.lam,
+        declared = {f.name for f in dataclasses.fields(SoftMaskHparams)}
+        own = {f.name: getattr(penalty.regularizer.hparams, f.name)
+               for f in dataclasses.fields(penalty.regularizer.hparams) if f.name in declared}
+        return SoftMaskHparams(regularizer=penalty.name, regularization_lambda=penalty.lam, **own,
                                initial_mask_value=h.initial_mask_value, threshold=h.alpha, mask_lr=opt.lr,
                                mask_momentum=opt.momentum, mask_weight_decay=opt.weight_decay,
                                pruning_layers_to_ignore=h.pruning_layers_to_ignore)

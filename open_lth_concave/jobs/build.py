@@ -85,6 +85,10 @@ def desc_from_args(command: str, args: argparse.Namespace, first: ParsedFirst):
         check_names(TrainingDesc(dataset, model, training))
         strategy_cls = first.training_strategy_cls
         strategy = strategy_cls.from_args(args, d.get("training_strategy")) if strategy_cls is not None else None
+        for name, why in flags_without_effect(strategy).items():   # it would only change the experiment's name
+            if getattr(args, name, None) is not None:
+                raise HparamError(f"invalid --{name} with --training_strategy {training.training_strategy}: {why}, "
+                                  "so it would change nothing but the experiment's name")
         return TrainingDesc(dataset, model, training, strategy)
     pruning = first.pruning_cls.from_args(args, d.get("pruning"))
     check_names(LotteryDesc(dataset, model, training, pruning))
