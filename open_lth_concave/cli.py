@@ -7,7 +7,7 @@ import sys
 from typing import Callable, Optional
 
 from open_lth_concave import jobs
-from open_lth_concave.foundations.errors import UserError
+from open_lth_concave.foundations.errors import UserError, did_you_mean
 
 SUBCOMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
 
@@ -163,7 +163,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"    * open_lth {name}: {text}")
         print(rule)
         if argv and argv[0] not in ("-h", "--help"):
-            print(f"open_lth: error: unknown subcommand {argv[0]!r}; valid: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+            print(f"open_lth: error: unknown subcommand {argv[0]!r}{did_you_mean(argv[0], list(SUBCOMMANDS))}; "
+                  f"valid: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
             return 2
         return 0
     try:

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Optional
 
+from open_lth_concave.foundations.errors import did_you_mean
 from open_lth_concave.foundations.hparams import HparamError, closest_name
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "hparams"
@@ -159,7 +160,8 @@ def load_defaults(name: str, _seen: tuple[str, ...] = ()) -> dict[str, dict[str,
     try:
         spec = models.get(name)
     except UnknownNameError:
-        raise HparamError(f"unknown --default_hparams {name!r}; valid: a preset ({', '.join(list_presets())}), "
+        raise HparamError(f"unknown --default_hparams {name!r}{did_you_mean(name, list_presets() + list(DOCUMENTED_MODELS))}; "
+                          f"valid: a preset ({', '.join(list_presets())}), "
                           f"a .toml path, or a model name ({', '.join(models.names())})") from None
     close = near_miss_models(name)
     if close:

@@ -109,3 +109,24 @@ def test_a_user_error_message_is_printed_on_one_line(message, capsys, monkeypatc
     monkeypatch.setattr(cli, "_register_optional_subcommands", lambda: None)
     assert cli.main(["boom"]) == 2
     assert capsys.readouterr().err == f"open_lth boom: error: {' '.join(message.split())}\n"
+
+
+DID_YOU_MEAN = [(["lottery", "--default_hparams=digits_lenet_300_100", "--levles=2"], "--levels"),
+                (["lottery", "--default_hparams=quik_digits"], "quick_digits"),
+                (["lottery", "--default_hparams=digits_lenet_300_100", "--pruning_strategy=sparse_globl"], "sparse_global"),
+                (["lottery", "--default_hparams=digits_lenet_300_100", "--pruning_strategy=concave_lgo"], "log"),
+                (["train", "--default_hparams=digits_lenet_300_100", "--dataset_name=mnsit"], "mnist"),
+                (["lottery_branch", "randomly_prun", "--default_hparams=digits_lenet_300_100"], "randomly_prune"),
+                (["lotery"], "lottery")]
+
+
+@pytest.mark.parametrize("argv,meant", DID_YOU_MEAN, ids=[a[-1] for a, _ in DID_YOU_MEAN])
+def test_a_misspelt_name_gets_the_closest_valid_one(argv, meant, capsys, tmp_path, monkeypatch):
+    """One rule for every name looked up (flags, presets, strategies, regularizers, datasets, branches,
+    subcommands): the one-line refusal says which valid name was probably meant."""
+    from open_lth_concave import cli
+    monkeypatch.setenv("OPEN_LTH_ROOT", str(tmp_path))
+    assert cli.main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"(did you mean {meant}?)" in lines[0], lines
+    assert not any(tmp_path.iterdir())

@@ -24,6 +24,7 @@ from open_lth_concave.concave.search import (MaskOptimizer, MaskSearch, MaskSear
 from open_lth_concave.concave.settle import EarlyStopHparams
 from open_lth_concave.concave.soft_mask import SoftMask, SoftMaskHparams
 from open_lth_concave.concave.target import SparsityTarget
+from open_lth_concave.foundations.errors import did_you_mean
 from open_lth_concave.foundations.hparams import hp
 from open_lth_concave.foundations.registry import UnknownNameError
 from open_lth_concave.pruning.strategy import PruningContext
@@ -130,7 +131,8 @@ def _late_regularizer(match: re.Match) -> type[ConcaveSearch]:
     try:
         strategy = concave_strategy(match.group(1))
     except UnknownNameError:
-        raise ValueError(f"unknown regularizer {match.group(1)!r}; valid: {', '.join(regularizers.names())}") from None
+        raise ValueError(f"unknown regularizer {match.group(1)!r}{did_you_mean(match.group(1), regularizers.list())}; "
+                         f"valid: {', '.join(regularizers.names())}") from None
     pruning_strategies.add(match.group(0), strategy)
     return strategy
 

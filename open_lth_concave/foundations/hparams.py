@@ -19,7 +19,7 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Optional, Union
 
-from open_lth_concave.foundations.errors import HparamError  # noqa: F401  (defined there; importers' name)
+from open_lth_concave.foundations.errors import HparamError, closest_name  # noqa: F401  (defined there; importers' name)
 from open_lth_concave.foundations.step import Step
 
 
@@ -100,23 +100,6 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return args[0], True
     return annotation, False
-
-
-def closest_name(name: str, valid: list[str]) -> Optional[str]:
-    """The valid name a user most likely meant: the one its initials spell (learning_rate -> lr), else a
-    close spelling, else one that contains it or that it contains; None when nothing is close."""
-    import difflib
-    initials = "".join(part[:1] for part in name.split("_") if part)
-    if len(initials) > 1 and initials in valid:
-        return initials
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    if close:
-        return close[0]
-    inside = [v for v in valid if len(v) > 2 and (v in name or name in v)]
-    if inside:
-        return min(inside, key=lambda v: abs(len(v) - len(name)))
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.4)
-    return close[0] if close else None
 
 
 def _parse_bool(text: str) -> bool:

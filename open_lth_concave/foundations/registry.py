@@ -18,7 +18,7 @@ import re
 from importlib import metadata
 from typing import Callable, Generic, Iterator, TypeVar
 
-from open_lth_concave.foundations.errors import UserError
+from open_lth_concave.foundations.errors import UserError, did_you_mean
 
 T = TypeVar("T")
 
@@ -126,7 +126,8 @@ class Registry(Generic[T]):
                     return factory(match)
                 except ValueError as e:
                     raise UnknownNameError(f"invalid {self.kind} {name!r}: {e}") from None
-        raise UnknownNameError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}")
+        raise UnknownNameError(f"unknown {self.kind} {name!r}{did_you_mean(str(name), self.list())}; "
+                               f"valid: {', '.join(self.names())}")
 
     def __contains__(self, name: str) -> bool:
         try:

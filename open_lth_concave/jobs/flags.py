@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
-from open_lth_concave.foundations.errors import UserError
+from open_lth_concave.foundations.errors import UserError, did_you_mean
 from open_lth_concave.foundations.hparams import DatasetHparams, HparamError, ModelHparams, TrainingHparams
 from open_lth_concave.platform import Platform
 
@@ -32,12 +32,14 @@ class OneLineParser(argparse.ArgumentParser):
     unknown_flag_hint: Optional[Callable[[str], Optional[str]]] = None   # flag -> where it does exist
 
     def error(self, message: str) -> None:  # argparse prints usage + message; we print one line
-        if message.startswith("unrecognized arguments:") and self.unknown_flag_hint is not None:
-            hints = [self.unknown_flag_hint(token.split("=", 1)[0]) for token in message.split(":", 1)[1].split()
-                     if token.startswith("--")]
+        if message.startswith("unrecognized arguments:"):
+            flags = [token.split("=", 1)[0] for token in message.split(":", 1)[1].split() if token.startswith("--")]
+            hints = [self.unknown_flag_hint(flag) for flag in flags] if self.unknown_flag_hint is not None else []
             hints = [h for h in hints if h]
             if hints:
                 message += " (" + "; ".join(hints) + ")"
+            elif flags:      # a misspelling of one of this command's own flags
+                message += did_you_mean(flags[0], [o for o in self._option_string_actions if o.startswith("--")])
         raise UsageError(message)
 
 
