@@ -2,6 +2,7 @@
 """The automatic thread count (`--threads=0`) against 1 thread and all cores, side by side in one run.
 
     python bench/threads.py [--reps 2] [--quick] [--json FILE]
+    python bench/threads.py --lottery [--reps 5]     # the whole digits lottery: default vs --threads=1
 
 Rows: LeNet-300-100 on MNIST-shaped data and ResNet-20 on CIFAR-shaped data (bench/harness.py's
 workloads: synthetic uint8 images, batch 128, the real training path `loop.train` fed by `BatchLoader`,
@@ -131,13 +132,40 @@ def report(data: dict, reps: int, quick: bool) -> str:
     return "\n".join(lines)
 
 
+LOTTERY = ["lottery", "--default_hparams=digits_lenet_300_100", "--levels=2", "--quiet"]
+
+
+def whole_lottery(reps: int) -> str:
+    """The digits lottery as a user runs it (a fresh process, a fresh results folder each time), with the
+    default thread choice and with --threads=1 alternately: the default must cost nothing (target <= 1.05)."""
+    import tempfile
+    times: dict[str, list[float]] = {"default": [], "--threads=1": []}
+    for _ in range(reps):
+        for name in times:
+            with tempfile.TemporaryDirectory() as root:
+                extra = [] if name == "default" else [name]
+                began = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "open_lth_concave", *LOTTERY, *extra, "--root", root], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=HERE.parent)
+                times[name].append(time.perf_counter() - began)
+    ratios = [a / b for a, b in zip(times["default"], times["--threads=1"])]
+    return "\n".join([f"## `open_lth {' '.join(LOTTERY)}`, {reps} alternating pairs, fresh process and folder each",
+                      "| setting | median wall s | each run |", "|---|---|---|",
+                      *[f"| {k} | {statistics.median(v):.2f} | {', '.join(f'{x:.2f}' for x in v)} |" for k, v in times.items()],
+                      f"default / --threads=1 per pair: median {statistics.median(ratios):.3f} (target: at most 1.05)"])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="fewer steps per measurement (the smoke test)")
     p.add_argument("--json", type=str, default=None)
     p.add_argument("--worker", nargs=2, metavar=("MODEL", "SETTING"), help=argparse.SUPPRESS)
+    p.add_argument("--lottery", action="store_true", help="instead: the whole digits lottery, default vs --threads=1")
     args = p.parse_args(argv)
+    if args.lottery:
+        print(whole_lottery(args.reps))
+        return 0
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.quick)))
         return 0

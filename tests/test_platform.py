@@ -147,3 +147,17 @@ def test_a_numbered_gpu_under_torchrun_is_refused(monkeypatch):
     with pytest.raises(HparamError, match="CUDA is not available") if not torch.cuda.is_available() else \
             contextlib.nullcontext():
         Platform(device="cuda:1").validate()
+
+
+def test_the_thread_choice_bounds_a_model_before_any_forward_pass(monkeypatch):
+    """A fully connected model's count is exact from its parameters, a convolution's bounded by the input's
+    full spatial size; a model whose bound is small gets 1 thread without the (slow) meta forward pass."""
+    from open_lth_concave.models import registry as models
+    from open_lth_concave.platform import threads
+    with torch.device("meta"):
+        lenet = models.get("mnist_lenet_300_100").build((1, 28, 28), 10)
+        resnet = models.get("cifar_resnet_20").build((3, 32, 32), 10)
+    assert threads.forward_macs_bound(lenet, (1, 28, 28)) == threads.forward_macs(lenet, (1, 28, 28)) == 266_200
+    assert threads.forward_macs_bound(resnet, (3, 32, 32)) >= threads.forward_macs(resnet, (3, 32, 32)) > 4e7
+    monkeypatch.setattr(threads, "forward_macs", lambda *a: pytest.fail("no forward pass for a small model"))
+    assert threads.choose_for_model(lenet, (1, 28, 28), 128) == threads.ThreadChoice(1, "small model")

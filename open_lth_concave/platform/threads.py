@@ -63,6 +63,20 @@ def forward_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
+def forward_macs_bound(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """An upper bound of `forward_macs` from the parameters alone, with no forward pass: a linear layer's
+    exact count, and every convolution's as if it kept the input's full spatial size (no stride or pooling
+    ever grows it). Exact for fully connected networks."""
+    spatial = math.prod(input_shape[1:]) if len(input_shape) > 1 else 1
+    total = 0
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features
+        elif isinstance(m, nn.Conv2d):
+            total += m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size) * spatial
+    return total
+
+
 def usable_cpus() -> int:
     """The cores this process may run on (its affinity mask), shared among the torchrun processes of this host."""
     try:
@@ -117,6 +131,11 @@ def choose(step_macs: float, usable: Optional[int] = None, busy: Optional[float]
 
 
 def choose_for_model(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> ThreadChoice:
+    """The thread count for training `model`. A model whose bound (`forward_macs_bound`) is already small
+    needs no forward pass: the exact count runs one on the meta device, whose first use costs about a
+    second of imports (torch's reference operators), more than a small model's whole lottery gains."""
+    if 3.0 * forward_macs_bound(model, input_shape) * batch_size < SMALL_STEP_MACS:
+        return choose(0.0)
     return choose(3.0 * forward_macs(model, input_shape) * batch_size)
 
 
