@@ -1,12 +1,15 @@
 """`open_lth`: the command line. Each subcommand's flags are made into a job by jobs/ (`jobs.build`); this
 module dispatches to the subcommand, runs its job, prints its results and turns errors into exit codes.
+
+`open_lth --version`, `open_lth` / `open_lth --help` (the listing) and an unknown subcommand answer
+before torch is imported: `jobs` (and through it torch) is imported by the subcommand that runs.
 """
 from __future__ import annotations
 
 import sys
 from typing import Callable, Optional
 
-from open_lth_concave import jobs
+from open_lth_concave.foundations.commands import COMMANDS
 from open_lth_concave.foundations.errors import UserError, did_you_mean
 
 SUBCOMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
@@ -31,19 +34,20 @@ def loop_errors():
     return (TrainingDiverged, PruningError), Interrupted
 
 
-def _print_output_dirs(job: jobs.Job) -> None:   # --display_output_location
+def _print_output_dirs(job: "jobs.Job") -> None:   # --display_output_location
     for folder in job.output_dirs():
         print(folder)
 
 
-def _print_tensorboard(job: jobs.Job) -> None:
+def _print_tensorboard(job: "jobs.Job") -> None:
     for folder in job.write_tensorboard():
         print(f"TensorBoard events written to {folder}")
 
 
 # ---- subcommands -------------------------------------------------------------------------------------
-@subcommand("train", jobs.DESCRIPTIONS["train"])
+@subcommand("train", COMMANDS["train"])
 def cmd_train(argv: list[str]) -> int:
+    from open_lth_concave import jobs   # here, not at the top: the listing and --version need no torch
     job = jobs.build("train", argv)
     if job.display_output_location:
         _print_output_dirs(job)
@@ -59,8 +63,9 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
-@subcommand("lottery", jobs.DESCRIPTIONS["lottery"])
+@subcommand("lottery", COMMANDS["lottery"])
 def cmd_lottery(argv: list[str]) -> int:
+    from open_lth_concave import jobs   # see cmd_train
     job = jobs.build("lottery", argv)
     if job.display_output_location:
         _print_output_dirs(job)
@@ -71,8 +76,9 @@ def cmd_lottery(argv: list[str]) -> int:
     return 0
 
 
-@subcommand("lottery_branch", jobs.DESCRIPTIONS["lottery_branch"])
+@subcommand("lottery_branch", COMMANDS["lottery_branch"])
 def cmd_lottery_branch(argv: list[str]) -> int:
+    from open_lth_concave import jobs   # see cmd_train
     from open_lth_concave.branches import registry as branches
     if not argv or argv[0].startswith("-"):
         print("Branches (open_lth lottery_branch NAME --help):")
@@ -89,8 +95,8 @@ def cmd_lottery_branch(argv: list[str]) -> int:
 
 # ---- entry point -------------------------------------------------------------------------------------
 LAZY_SUBCOMMANDS = {  # imported only when used, so a slow or broken extra never affects the others
-    "compare": ("open_lth_concave.jobs.compare", "Run strategies side by side and write tables and plots."),
-    "summary": ("open_lth_concave.jobs.summary", "Print what a run directory holds."),
+    "compare": ("open_lth_concave.jobs.compare", COMMANDS["compare"]),
+    "summary": ("open_lth_concave.jobs.summary", COMMANDS["summary"]),
 }
 # A plug-in adds a subcommand through this entry-point group: `NAME = "package.module:main"`, with
 # `main(argv) -> exit code`; the module's `HELP = "..."` line is what `open_lth --help` lists, read from its
@@ -122,7 +128,7 @@ def _register_optional_subcommands() -> None:
 
     from open_lth_concave.foundations.registry import installed_entry_points
     for name, (module, help_text) in LAZY_SUBCOMMANDS.items():
-        if name in SUBCOMMANDS or importlib.util.find_spec(module) is None:
+        if name in SUBCOMMANDS:   # (no find_spec: it would import jobs/, and torch with it)
             continue
 
         def run(argv: list[str], module: str = module) -> int:
@@ -143,19 +149,20 @@ def _register_optional_subcommands() -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from open_lth_concave.plugins import load_core, load_plugins
     argv = list(sys.argv[1:] if argv is None else argv)
-    load_core()
-    try:
-        load_plugins()
-    except UserError as e:   # an installed plug-in that fails to load (foundations/registry.PluginError)
-        print(f"open_lth: error: {one_line(e)}", file=sys.stderr)
-        return e.exit_code
-    _register_optional_subcommands()
     if argv and argv[0] in ("--version", "-V"):
         from open_lth_concave import __version__
         print(f"open_lth_concave {__version__}")
         return 0
+    _register_optional_subcommands()
+    if argv and argv[0] in SUBCOMMANDS:   # a subcommand runs: the core and the plug-ins load (torch with them)
+        from open_lth_concave.plugins import load_core, load_plugins
+        load_core()
+        try:
+            load_plugins()
+        except UserError as e:   # an installed plug-in that fails to load (foundations/registry.PluginError)
+            print(f"open_lth: error: {one_line(e)}", file=sys.stderr)
+            return e.exit_code
     if not argv or argv[0] not in SUBCOMMANDS:
         rule = "=" * 82
         print(f"{rule}\nopen_lth_concave: lottery tickets by iterative magnitude pruning and concave soft masks\n{'-' * 82}")

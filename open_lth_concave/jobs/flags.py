@@ -11,16 +11,13 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
+from open_lth_concave.foundations.commands import COMMANDS
 from open_lth_concave.foundations.errors import UserError, did_you_mean
 from open_lth_concave.foundations.hparams import DatasetHparams, HparamError, ModelHparams, TrainingHparams
 from open_lth_concave.platform import Platform
 
 # what `open_lth --help` and each command's `--help` say it does (the parser's description)
-DESCRIPTIONS = {
-    "train": "Train a dense network.",
-    "lottery": "Find lottery tickets: level 0 dense, then --levels pruning levels with rewinding.",
-    "lottery_branch": "Run a branch experiment on the levels of a finished lottery trunk.",
-}
+DESCRIPTIONS = {name: COMMANDS[name] for name in ("train", "lottery", "lottery_branch")}
 
 
 class UsageError(UserError):
