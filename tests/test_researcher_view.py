@@ -335,3 +335,14 @@ def test_the_first_answers_come_before_torch_is_imported(argv):
             "print('TORCH', 'torch' in sys.modules, rc)" % (argv,))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == f"TORCH False {2 if argv == ['lotery'] else 0}", r.stdout + r.stderr
+
+
+def test_milestones_past_the_end_of_a_shortened_run_are_named(root, capsys):
+    """A preset's lr drops kept with a shorter --training_steps never happen: one warning names them."""
+    base = ["--default_hparams=digits_lenet_300_100", "--gamma=0.1", "--training_steps=2ep", "--quiet"]
+    assert cli.main(["train", *base, "--milestone_steps=1ep,2ep,5ep"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: --milestone_steps 2ep,5ep lie at or after the end of --training_steps 2ep: those "
+                        "lr drops never happen; set --milestone_steps for this length"]
+    assert cli.main(["lottery", *base, "--milestone_steps=1ep", "--levels=0"]) == 0
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]

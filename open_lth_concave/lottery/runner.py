@@ -29,6 +29,7 @@ from open_lth_concave.pruning.mask import Mask, apply_mask
 from open_lth_concave.pruning.strategy import PruningContext
 from open_lth_concave.pruning.strategy import registry as pruning_registry
 from open_lth_concave.training import loop
+from open_lth_concave.training.schedule import unreachable_milestones
 from open_lth_concave.training.experiment import Data, banner, make_data, make_model
 from open_lth_concave.training.strategy import TrainResult
 
@@ -105,6 +106,10 @@ class LotteryRunner:
                      self.desc.training_hparams), flush=True)
         self.check_record()
         self._warn_if_platform_differs()
+        for hparams in filter(None, (self.desc.training_hparams, self.desc.pretrain_training_hparams)):
+            late = unreachable_milestones(hparams, self.data.iterations_per_epoch)
+            if late:
+                loop.warn(late)
         lock = ExperimentLock(self.replicate_dir).acquire(
             wait=self.wait_for_lock, on_wait=lambda message: print(message, flush=True))
         try:

@@ -15,6 +15,7 @@ from open_lth_concave.platform import Platform
 from open_lth_concave.platform import record as platform_record
 from open_lth_concave.pruning.mask import Mask
 from open_lth_concave.training import loop
+from open_lth_concave.training.schedule import unreachable_milestones
 from open_lth_concave.training.experiment import banner, make_data, make_model
 from open_lth_concave.training.strategy import registry as training_strategies
 
@@ -41,6 +42,9 @@ class TrainingRunner:
                   flush=True)
         model = make_model(self.desc.model_hparams, data.spec, self.replicate)
         record_or_check(self.desc, self.output_dir.parent.parent, warn=loop.warn)
+        late = unreachable_milestones(self.desc.training_hparams, data.iterations_per_epoch)
+        if late:
+            loop.warn(late)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         io.save_text(self.desc.display() + "\n", self.output_dir / layout.HPARAMS_LOG)
         strategy_cls = training_strategies.get(self.desc.training_hparams.training_strategy)

@@ -35,3 +35,17 @@ class Schedule:
         if self.evaluate == "ends":
             return at == self.start or at == self.end
         return at.it == 0 or at == self.start or at == self.end
+
+
+def unreachable_milestones(training, iterations_per_epoch: int) -> str:
+    """A warning when --milestone_steps lie at or past the end of --training_steps (a preset's schedule kept
+    with a shorter run: its lr drops never happen), else ''."""
+    if not training.milestone_steps:
+        return ""
+    end = Step.from_str(training.training_steps, iterations_per_epoch)
+    late = [m.strip() for m in training.milestone_steps.split(",")
+            if m.strip() and Step.from_str(m.strip(), iterations_per_epoch) >= end]
+    if not late:
+        return ""
+    return (f"--milestone_steps {','.join(late)} lie at or after the end of --training_steps {training.training_steps}: "
+            "those lr drops never happen; set --milestone_steps for this length")
