@@ -263,3 +263,10 @@ def test_progress_live_bar_plain_lines_and_quiet():
         p.evaluation(start, 1.0, 0.5, 10)
         p.step(Step(5, 10))
     assert quiet.getvalue() == ""
+
+
+def test_model_names_in_titles_say_narrow_or_wide_as_the_width_is():
+    from open_lth_concave.report.names import model_name
+    assert model_name("cifar_resnet_20") == model_name("cifar_resnet_20_16") == "ResNet-20"
+    assert model_name("cifar_resnet_20_8") == "ResNet-20 (width 8)"          # narrower: not a wide ResNet
+    assert model_name("cifar_resnet_20_64") == "WideResNet-20 (width 64)"    # the paper's WRN-20

@@ -16,9 +16,10 @@ def dataset_name(name: str) -> str:
 def model_name(name: str) -> str:
     m = re.fullmatch(r"cifar_resnet_(\d+)(?:_(\d+))?", name)
     if m:
-        if m.group(2) and m.group(2) != "16":
-            return f"WideResNet-{m.group(1)} (width {m.group(2)})"
-        return f"ResNet-{m.group(1)}"
+        width = int(m.group(2) or 16)
+        if width > 16:     # wider than ResNet's 16 first-stage channels: the paper's WRN (e.g. width 64)
+            return f"WideResNet-{m.group(1)} (width {width})"
+        return f"ResNet-{m.group(1)}" + (f" (width {width})" if width < 16 else "")
     m = re.fullmatch(r"cifar_vgg_(\d+)", name)
     if m:
         return f"VGG-{m.group(1)}"
