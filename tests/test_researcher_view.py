@@ -259,6 +259,8 @@ def test_accuracy_axis_spans_at_least_25_test_images():
     assert hi - lo == pytest.approx(1.1 * 25 * 0.05) and lo < 97.0 and hi > 97.1
     lo, hi = accuracy_limits([80.0, 95.0], test_images=2000)     # real differences keep their own range
     assert hi - lo == pytest.approx(1.1 * 15.0)
+    lo, hi = accuracy_limits([98.0, 99.72], test_images=360)       # near 100%: the axis stops at 100
+    assert hi == 100.0 and lo == pytest.approx(100.0 - 1.1 * 25 * 100 / 360) and lo < 98.0
 
 
 def test_time_table_names_the_platform_and_marks_runs_from_different_ones(root, capsys, tmp_path):

@@ -101,7 +101,12 @@ def accuracy_limits(values: list[float], test_images: int) -> tuple[float, float
     lo, hi = min(values), max(values)
     span = max(hi - lo, MIN_SPAN_IMAGES * 100.0 / test_images)
     middle = (hi + lo) / 2
-    return middle - 0.55 * span, middle + 0.55 * span
+    low, high = middle - 0.55 * span, middle + 0.55 * span
+    if high > 100.0:            # an accuracy axis never runs past 100% (nor below 0): the window slides inside
+        low, high = max(0.0, low - (high - 100.0)), 100.0
+    if low < 0.0:
+        low, high = 0.0, min(100.0, high - low)
+    return low, high
 
 
 def plot_comparison(all_stats: list, heading: str, path: Path, test_images: int | None = None) -> None:
