@@ -91,12 +91,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="CPU, every step in its smallest form, no GPU figure")
     parser.add_argument("--out", type=Path, default=None, help="the one file every figure goes to "
-                        "(default: gpu_check_<UTC time>.md, or gpu_check_dry_run_<UTC time>.md)")
+                        "(default: gpu_check_<UTC time>.md, or gpu_check_dry_run_<UTC time>.md, in $OUT when "
+                        "set: the device machine brings back only what is written there)")
     parser.add_argument("--budget", type=float, default=570.0, help="seconds after which no step is started")
     args = parser.parse_args()
     import torch
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or Path(f"gpu_check_{'dry_run_' if args.dry_run else ''}{stamp}.md")
+    out = args.out or Path(os.environ.get("OUT") or ".") / f"gpu_check_{'dry_run_' if args.dry_run else ''}{stamp}.md"
     if not args.dry_run and not torch.cuda.is_available():
         print("no CUDA device here: GPU figures need a GPU. Run with --dry-run to check the script on the CPU.",
               file=sys.stderr)

@@ -255,3 +255,20 @@ def test_the_core_runs_without_the_concave_plugin(tmp_path):
         assert f"unknown {kind}; valid: " in refused.stderr
         assert "concave" not in refused.stderr.split("valid: ")[1] and "soft_mask" not in refused.stderr.split("valid: ")[1]
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").rglob("*.json"))
+
+
+def test_a_source_tree_that_is_not_installed_loads_its_bundled_plugins(monkeypatch):
+    """A bare machine with a copy of the tree and no installed metadata (the GPU machine): the package's own
+    entry points come from the tree's pyproject.toml, so `concave` and the subcommands are there as when installed."""
+    from importlib import metadata
+    from open_lth_concave.foundations import registry
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(registry.metadata, "distribution", not_installed)
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda: metadata.EntryPoints([]))
+    monkeypatch.setattr(registry, "_installed", None)
+    plugins = registry.installed_entry_points(registry.PLUGINS_GROUP)
+    assert [(e.name, e.value) for e in plugins] == [("concave", "open_lth_concave.concave")]
+    assert {e.name for e in registry.installed_entry_points("open_lth_concave.subcommands")} == {"illustrate", "upstream"}
+    assert registry.load_entry_points(registry.PLUGINS_GROUP) == ["concave"]

@@ -40,11 +40,34 @@ _installed: metadata.EntryPoints | None = None
 
 def installed_entry_points(group: str) -> metadata.EntryPoints:
     """The installed entry points of `group`, from one scan per process: each scan reads every installed
-    distribution's metadata (10-30 ms here) and a command asks for up to nine groups."""
+    distribution's metadata (10-30 ms here) and a command asks for up to nine groups. When this package
+    runs from a source tree that is not installed (e.g. a bare machine with only a copy of the tree), its
+    own entry points come from the tree's pyproject.toml, so its bundled plug-ins load as when installed."""
     global _installed
     if _installed is None:
-        _installed = metadata.entry_points()
+        found = metadata.entry_points()
+        try:
+            metadata.distribution(ENTRY_POINT_PREFIX)
+        except metadata.PackageNotFoundError:
+            found = metadata.EntryPoints([*found, *source_tree_entry_points()])
+        _installed = found
     return _installed.select(group=group)
+
+
+def source_tree_entry_points() -> list[metadata.EntryPoint]:
+    """The entry points this package's pyproject.toml declares, read from the source tree it is imported
+    from ([] when there is none, or it is another project's)."""
+    import tomllib
+    from pathlib import Path
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        project = tomllib.loads(pyproject.read_text()).get("project", {})
+    except (OSError, ValueError):
+        return []
+    if project.get("name") != ENTRY_POINT_PREFIX:
+        return []
+    return [metadata.EntryPoint(name=name, value=value, group=group)
+            for group, entries in project.get("entry-points", {}).items() for name, value in entries.items()]
 
 
 def load_entry_points(group: str) -> list[str]:
