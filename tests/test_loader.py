@@ -30,7 +30,7 @@ def hparams(**kw) -> DatasetHparams:
 # ---------------------------------------------------------------- load_dataset
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(UnknownNameError, match=r"unknown dataset 'imagenet'; valid: .*digits.*mnist"):
+    with pytest.raises(UnknownNameError, match=r"unknown dataset 'imagenet' \(did you mean tiny_imagenet\?\); valid: .*digits.*mnist"):
         load_dataset(hparams(dataset_name="imagenet"), True, 0)
 
 

@@ -91,6 +91,10 @@ def test_mask_checks_shapes_and_rejects_corrupt_files(tmp_path):
     path.write_bytes(path.read_bytes()[:40])  # truncated
     with pytest.raises(CorruptFileError, match="mask.pth"):
         Mask.load(path)
-    torch.save({"0.weight": torch.full((3, 4), 0.5)}, path)
+    with pytest.raises(CorruptFileError, match="does not match the hash recorded"):   # changed since it was written
+        torch.save({"0.weight": torch.full((3, 4), 0.5)}, path)
+        Mask.load(path)
+    from open_lth_concave.foundations import io
+    io.save_torch({"0.weight": torch.full((3, 4), 0.5)}, path)       # written as a mask file, but not a mask
     with pytest.raises(CorruptFileError, match="other than 0 and 1"):
         Mask.load(path)

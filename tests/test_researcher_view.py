@@ -250,7 +250,7 @@ def test_comparison_files_figures_labels_title_and_single_replicate_table(root, 
     # summary draws the same figures for one run
     assert cli.main(["summary", str(concave.path), "--figures", str(tmp_path / "figs")]) == 0
     assert "Figures written to" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(figures.FIGURES)
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir() if not p.name.startswith(".")) == sorted(figures.FIGURES)
 
 
 def test_accuracy_axis_spans_at_least_25_test_images():

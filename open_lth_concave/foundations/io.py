@@ -1,17 +1,26 @@
 """Crash-safe file writing (`atomic_writer`, used for every file this package writes) and safe loading:
-readers never see half a file, loads never run code."""
+readers never see half a file, loads never run code, and no read trusts a file whose content changed.
+
+Every file written through `save_*` has the sha256 of its bytes recorded in its folder's
+`.content_hashes.json` (written atomically after the file), and every `load_*` checks the bytes it reads
+against it first: a flipped bit, an edited digit or a file swapped in from elsewhere is then a known fact
+(`CorruptFileError` naming the file), which the callers recompute or refuse as for any damaged file.
+A file the record does not name (written by an older version of this package, or by open_lth itself in a
+checkout) is read as before, unchecked; a damaged record checks nothing and is rewritten by the next save."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Optional
 
 import torch
 
+from open_lth_concave.foundations import layout
 from open_lth_concave.foundations.errors import MissingFileError, UserError
 
 
@@ -55,6 +64,45 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 def _write(path: Path, data: bytes) -> None:
     with atomic_writer(path) as f:
         f.write(data)
+    _record_hash(path, hashlib.sha256(data).hexdigest())
+
+
+def _hashes(folder: Path) -> dict:
+    """The folder's recorded content hashes (name -> sha256); {} when there is no record or it is damaged."""
+    try:
+        record = json.loads((folder / layout.CONTENT_HASHES).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _record_hash(path: Path, digest: Optional[str]) -> None:
+    """Record (or, with None, forget) a file's content hash in its folder's record, atomically."""
+    record = _hashes(path.parent)
+    if digest is None and path.name not in record:
+        return
+    if digest is None:
+        record.pop(path.name)
+    else:
+        record[path.name] = digest
+    with atomic_writer(path.parent / layout.CONTENT_HASHES) as f:
+        f.write((json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_checked(path: Path) -> bytes:
+    """A file's bytes, checked against the content hash recorded when this package wrote it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(f"missing file {path}") from None
+    except IsADirectoryError:
+        raise CorruptFileError(f"cannot read {path}: a folder, not a file") from None
+    recorded = _hashes(path.parent).get(path.name)
+    if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
+        raise CorruptFileError(f"cannot use {path}: its content does not match the hash recorded when it was "
+                               "written (changed or damaged since)")
+    return data
 
 
 @contextlib.contextmanager
@@ -99,6 +147,7 @@ def remove(path: Path) -> None:
     from open_lth_concave.foundations import distributed
     if distributed.is_writer():
         Path(path).unlink(missing_ok=True)
+        _record_hash(Path(path), None)
     distributed.barrier()
 
 
@@ -113,10 +162,9 @@ def save_torch(obj: Any, path: Path) -> None:
 
 
 def load_torch(path: Path, map_location: Any = "cpu") -> Any:
+    data = read_checked(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise MissingFileError(f"missing file {path}") from None
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged archive
         raise CorruptFileError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
@@ -126,11 +174,18 @@ def save_json(obj: Any, path: Path) -> None:
 
 
 def load_json(path: Path) -> Any:
+    data = read_checked(path)
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise MissingFileError(f"missing file {path}") from None
+        return json.loads(data.decode())
     except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"cannot read {path}: {e}") from None
+
+
+def load_text(path: Path) -> str:
+    data = read_checked(path)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
         raise CorruptFileError(f"cannot read {path}: {e}") from None
 
 

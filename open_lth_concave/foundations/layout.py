@@ -63,6 +63,7 @@ CHECKPOINT = "checkpoint.pth"
 STRATEGY_FINAL = "strategy_final.pth"
 STACKED_RECORD = "stacked.json"   # which replicates were trained together
 LOCK = ".lock"
+CONTENT_HASHES = ".content_hashes.json"   # sha256 of every file written in the folder (foundations/io.py)
 
 # ---- `open_lth compare`'s folder ------------------------------------------------------------------------------
 COMPARISON = "comparison"         # comparison.csv, .md, .json, .png
@@ -75,7 +76,8 @@ def comparison_file(suffix: str) -> str:
 FIGURES = ("learning_curves.png", "mask_histograms.png", "layer_remaining.png")   # report/figures.py's
 
 CORE_NAMES = (HPARAMS_RECORD, REPORT, TENSORBOARD, MAIN, PRUNING, SEARCH, MASK, SPARSITY_REPORT, PRUNING_RECORD,
-              BRANCH_RECORD, LOGGER, TIMING, PLATFORM, HPARAMS_LOG, CHECKPOINT, STRATEGY_FINAL, STACKED_RECORD, LOCK)
+              BRANCH_RECORD, LOGGER, TIMING, PLATFORM, HPARAMS_LOG, CHECKPOINT, STRATEGY_FINAL, STACKED_RECORD, LOCK,
+              CONTENT_HASHES)
 
 
 def experiment_name(prefix: str, digest: str) -> str:

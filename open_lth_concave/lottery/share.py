@@ -63,7 +63,8 @@ def _link_tree(source: Path, target: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for item in source.rglob("*"):
-        if item.is_dir() or item.name in SKIPPED_FILES or item.name.startswith("."):
+        if item.is_dir() or item.name in SKIPPED_FILES or \
+                (item.name.startswith(".") and item.name != layout.CONTENT_HASHES):   # the hashes travel with the files
             continue
         dest = staging / item.relative_to(source)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,6 @@ class MetricLogger:
     @classmethod
     def load(cls, path: Path) -> "MetricLogger":
         try:
-            return cls.from_str(Path(path).read_text())
+            return cls.from_str(io.load_text(path))
         except ValueError as e:
             raise io.CorruptFileError(f"cannot read {path}: {e}") from None
