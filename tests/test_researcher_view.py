@@ -236,7 +236,8 @@ def test_comparison_files_figures_labels_title_and_single_replicate_table(root, 
     steps, acc = figures.learning_curve(concave, 1)
     assert steps == [0, 20] and len(acc) == 2 and 0 < acc[-1] <= 100
     rep = concave.path / "replicate_1"
-    edges, counts, alpha = figures.search_histogram(rep / "level_1", rep / "level_0" / "main" / "mask.pth")
+    edges, counts, alpha, cut = figures.search_histogram(rep / "level_1", rep / "level_0" / "main" / "mask.pth")
+    assert cut == alpha                                                       # threshold mode: alpha pruned
     before = Mask.load(rep / "level_0" / "main" / "mask.pth")
     after = Mask.load(rep / "level_1" / "main" / "mask.pth")
     prunable = ["fc_layers.0.weight", "fc_layers.1.weight"]                   # the preset ignores fc.weight
@@ -348,3 +349,47 @@ def test_milestones_past_the_end_of_a_shortened_run_are_named(root, capsys):
                         "lr drops never happen; set --milestone_steps for this length"]
     assert cli.main(["lottery", *base, "--milestone_steps=1ep", "--levels=0"]) == 0
     assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+
+
+def test_a_target_level_histogram_marks_what_was_pruned_not_all_below_alpha(root):
+    """When a target level prunes by count (capped: more than the target fell below alpha), the histogram's
+    red part is the pruned share, not every mask below alpha."""
+    from open_lth_concave.foundations import io
+    from open_lth_concave.report import figures
+    assert cli.main(["lottery", "--default_hparams=digits_lenet_300_100", "--quiet", "--levels=1", "--training_steps=2ep",
+                     "--pruning_strategy=concave_log", "--pruning_mode=target", "--pruning_fraction=0.1"]) == 0
+    (rep,) = root.glob("lottery_*/replicate_1")
+    metrics = io.load_json(rep / "level_1" / "pruning" / "search_metrics.json")
+    assert metrics["target_outcome"] == "capped"             # the loss alone took more than 10% below alpha
+    edges, counts, alpha, cut = figures.search_histogram(rep / "level_1", rep / "level_0" / "main" / "mask.pth")
+    assert cut < alpha
+    red = sum(c for c, a in zip(counts, edges[:-1]) if a <= cut)
+    boundary = next(c for c, a, b in zip(counts, edges[:-1], edges[1:]) if a <= cut < b)
+    assert abs(red - metrics["removed"]) <= boundary            # up to the bin the cut falls in
+    assert sum(c for c, a in zip(counts, edges[:-1]) if a < alpha) > red + boundary
+
+
+def test_every_figure_holds_its_titles_inside_the_image(root, tmp_path, monkeypatch):
+    """Long titles were clipped on both sides: the saved image must be wide enough for every title."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.image
+    from open_lth_concave.report import figures
+    assert cli.main(["lottery", "--default_hparams=digits_lenet_300_100", "--quiet", "--levels=1",
+                     "--training_steps=1ep", "--pruning_strategy=concave_log"]) == 0
+    widths = {}
+    save = figures._save
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        widths[path.name] = max(t.get_window_extent(renderer).width for t in fig.texts + [ax.title for ax in fig.axes]
+                                if t.get_text())
+        save(fig, path)
+    monkeypatch.setattr(figures, "_save", keep)
+    (exp,) = root.glob("lottery_*")
+    assert cli.main(["summary", str(exp), "--figures", str(tmp_path / "figs")]) == 0
+    assert set(widths) == set(figures.FIGURES)
+    for name, widest in widths.items():
+        image_width = matplotlib.image.imread(tmp_path / "figs" / name).shape[1]
+        assert widest <= image_width, (name, widest, image_width)

@@ -37,7 +37,7 @@ def _save(fig, path: Path) -> None:
     plt = _plt()
     buffer = BytesIO()
     try:
-        fig.savefig(buffer, format="png")
+        fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)   # every title inside the image
     finally:
         plt.close(fig)
     save_bytes(buffer.getvalue(), path)
@@ -123,8 +123,9 @@ def plot_learning_curves(experiments, labels: list[str], path: Path) -> bool:
 
 # ---- mask histograms -----------------------------------------------------------------------------------
 def search_histogram(level_dir: Path, previous_mask: Optional[Path], bins: int = 100
-                     ) -> Optional[tuple[list[float], list[int], Optional[float]]]:
-    """(bin edges, counts, alpha) of a search level's relaxed masks over the surviving weights."""
+                     ) -> Optional[tuple[list[float], list[int], Optional[float], Optional[float]]]:
+    """(bin edges, counts, alpha, cut) of a search level's relaxed masks over the surviving weights; `cut`
+    is the value up to which the level pruned (`pruned_below`: alpha, or lower when it pruned by count)."""
     from open_lth_concave.foundations import io
     metrics_name, relaxed_name = layout.plugin_file("search_metrics"), layout.plugin_file("relaxed_mask")
     if metrics_name is None or relaxed_name is None:   # no loaded plug-in keeps a relaxed-mask search
@@ -149,12 +150,26 @@ def search_histogram(level_dir: Path, previous_mask: Optional[Path], bins: int =
         values = torch.cat([v[before[n] == 1].flatten() if before is not None and n in before else v.flatten()
                             for n, v in relaxed.items() if n not in ignored]).float()
         counts = torch.histc(values, bins=bins, min=0.0, max=1.0)
-        return [i / bins for i in range(bins + 1)], [int(c) for c in counts.tolist()], alpha
+        return ([i / bins for i in range(bins + 1)], [int(c) for c in counts.tolist()], alpha,
+                pruned_below(metrics, values, alpha))
     except Exception:   # noqa: BLE001 - fall back on the recorded histogram
         hist = metrics.get("mask_histogram") or {}
         if not hist.get("edges") or not hist.get("counts"):
             return None
-        return list(hist["edges"]), [int(c) for c in hist["counts"]], alpha
+        return list(hist["edges"]), [int(c) for c in hist["counts"]], alpha, alpha
+
+
+def pruned_below(metrics: dict, values, alpha: Optional[float]) -> Optional[float]:
+    """Where a level's pruned masks end: alpha when the masks below it were pruned, else (a fixed count by
+    mask value: the fraction mode, or a target that was capped, topped up or fell back) the largest pruned
+    value, so that a figure marks what was pruned, not merely what fell below alpha."""
+    by_count = metrics.get("pruning_mode") == "fraction" or (
+        metrics.get("pruning_mode") == "target" and metrics.get("target_outcome") not in (None, "own choice"))
+    removed = metrics.get("removed")
+    if not by_count or not isinstance(removed, int) or removed <= 0 or removed > values.numel():
+        return alpha
+    import torch
+    return float(torch.sort(values).values[removed - 1])
 
 
 def plot_mask_histograms(experiments, labels: list[str], path: Path) -> bool:
@@ -179,25 +194,28 @@ def plot_mask_histograms(experiments, labels: list[str], path: Path) -> bool:
             if c >= len(panels):
                 ax.set_visible(False)
                 continue
-            level, (edges, counts, alpha) = panels[c]
+            level, (edges, counts, alpha, cut) = panels[c]
             widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
-            below = [a < alpha for a in edges[:-1]] if alpha is not None else [False] * len(counts)
+            below = [a <= cut for a in edges[:-1]] if cut is not None else [False] * len(counts)
             ax.bar(edges[:-1], [max(x, 0) for x in counts], width=widths, align="edge",
                    color=["#d62728" if b else "#1f77b4" for b in below], linewidth=0)
             ax.set_yscale("log")
             ax.set_xlim(0, 1)
             if alpha is not None:
                 ax.axvline(alpha, color="black", linestyle="--", linewidth=1.2)
-                pruned = sum(x for x, b in zip(counts, below) if b)
                 total = sum(counts)
-                ax.text(alpha, 0.97, f" α = {alpha:g}\n {100 * pruned / max(total, 1):.1f}% below",
-                        transform=ax.get_xaxis_transform(), va="top", fontsize=7)
+                under = sum(x for x, a in zip(counts, edges[:-1]) if a < alpha)
+                note = f" α = {alpha:g}\n {100 * under / max(total, 1):.1f}% below α"
+                if cut is not None and cut != alpha:   # pruned by count: mark where the pruned masks end
+                    ax.axvline(cut, color="#d62728", linestyle=":", linewidth=1.2)
+                    note += f"\n {100 * sum(x for x, b in zip(counts, below) if b) / max(total, 1):.1f}% pruned (lowest)"
+                ax.text(alpha, 0.97, note, transform=ax.get_xaxis_transform(), va="top", fontsize=7)
             ax.set_title(f"{names.strategy_name(label)}: level {level} (replicate {rep})", fontsize=8)
             ax.set_xlabel("relaxed mask value", fontsize=7)
             ax.set_ylabel("weights (log)", fontsize=7)
             ax.tick_params(labelsize=7)
     fig.suptitle("Mask values at the end of each concave search, over the weights that survived the level before "
-                 "(red: below α, pruned)", fontsize=10)
+                 "(red: pruned; dashed: α)", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     return True

@@ -173,7 +173,7 @@ def plot_comparison(all_stats: list, heading: str, path: Path, test_images: int 
     fig.tight_layout()
     buffer = BytesIO()
     try:
-        fig.savefig(buffer, format="png")
+        fig.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)   # every title inside the image
     finally:
         plt.close(fig)
     save_bytes(buffer.getvalue(), path)  # atomic: a failed or interrupted save leaves no file behind
