@@ -393,3 +393,16 @@ def test_every_figure_holds_its_titles_inside_the_image(root, tmp_path, monkeypa
     for name, widest in widths.items():
         image_width = matplotlib.image.imread(tmp_path / "figs" / name).shape[1]
         assert widest <= image_width, (name, widest, image_width)
+
+
+def test_summary_of_a_comparison_writes_its_figures_where_asked(root, tmp_path, capsys):
+    from open_lth_concave.report import figures
+    assert cli.main(["compare", "--default_hparams=digits_lenet_300_100", "--quiet", "--levels=1", "--replicates=1",
+                     "--training_steps=1ep", "--strategies=sparse_global,concave_log"]) == 0
+    (out,) = [p for p in root.iterdir() if p.name.startswith("compare_")]
+    capsys.readouterr()
+    assert cli.main(["summary", str(out), "--figures", str(tmp_path / "figs")]) == 0
+    written = sorted(p.name for p in (tmp_path / "figs").iterdir() if not p.name.startswith("."))
+    assert written == sorted(["comparison.png", *figures.FIGURES])
+    assert all((tmp_path / "figs" / n).read_bytes() == (out / n).read_bytes() for n in written)
+    assert f"Figures written to {tmp_path / 'figs'}: comparison.png" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from open_lth_concave.foundations import layout
+from open_lth_concave.foundations import io, layout
 from open_lth_concave.foundations.hparams import HparamError
 from open_lth_concave.report import names
 from open_lth_concave.report.runs import Experiment, read_experiment
@@ -175,6 +175,11 @@ def summarize(path: Path, figures: Optional[str] = None) -> None:
         raise HparamError(f"no lottery runs in {path}: not a folder")
     if (path / layout.comparison_file("md")).is_file():
         print(render_comparison(path), end="")
+        if figures:   # a comparison drew its figures when it ran: they are copied, checked, into OUT
+            files = [n for n in (layout.comparison_file("png"), *layout.FIGURES) if (path / n).is_file()]
+            for name in files:
+                io.save_bytes(io.read_checked(path / name), Path(figures) / name)
+            print(f"Figures written to {figures}: {', '.join(files) or 'none (the comparison holds none)'}")
         return
     train = layout.experiment_name(layout.TRAIN_PREFIX, "")
     if path.name.startswith(train) or (layout.replicate_number(path) is not None and (path / layout.MAIN).is_dir()
