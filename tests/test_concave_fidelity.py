@@ -253,7 +253,10 @@ def test_the_block_model_integrates_decay_and_the_concave_pull():
 def test_summary_notes_survive_a_damaged_search_metrics_file(tmp_path):
     cls = pruning_strategies.get("concave_log")
     (tmp_path / "search_metrics.json").write_text("[1, 2")
-    assert cls.level_notes(tmp_path) == []
+    (note,) = cls.level_notes(tmp_path)                      # damaged: named, not silently dropped
+    assert note.startswith(f"cannot read {tmp_path / 'search_metrics.json'}") and "notes are missing" in note
+    (tmp_path / "search_metrics.json").write_text("[1, 2]")
+    assert cls.level_notes(tmp_path) == [f"cannot use {tmp_path / 'search_metrics.json'}: not a record of a search"]
     (tmp_path / "search_metrics.json").write_text('{"removed": "many", "decay_D": null, "mask_optimizer": 3}')
     (note,) = cls.level_notes(tmp_path)
     assert note.startswith("? mode, alpha -, removed -") and "D = -" in note

@@ -300,10 +300,12 @@ class MaskSearch(PruningStrategy):
         penalty's travel, and where the masks ended (at 0, below alpha, in the decay block)."""
         try:
             m = io.load_json(Path(artifacts_dir) / METRICS_FILE)
-        except (io.CorruptFileError, FileNotFoundError, OSError):
+        except io.CorruptFileError as e:   # named, not dropped: nothing else reads it back
+            return [f"{e} (the search's notes are missing for this level)"]
+        except (FileNotFoundError, OSError):
             return []
         if not isinstance(m, dict):
-            return []
+            return [f"cannot use {Path(artifacts_dir) / METRICS_FILE}: not a record of a search"]
 
         def num(key: str, fmt: str, scale: float = 1.0) -> str:
             value = m.get(key)
