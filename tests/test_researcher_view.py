@@ -406,3 +406,20 @@ def test_summary_of_a_comparison_writes_its_figures_where_asked(root, tmp_path, 
     assert written == sorted(["comparison.png", *figures.FIGURES])
     assert all((tmp_path / "figs" / n).read_bytes() == (out / n).read_bytes() for n in written)
     assert f"Figures written to {tmp_path / 'figs'}: comparison.png" in capsys.readouterr().out
+
+
+def test_the_per_layer_figure_says_which_tensor_is_never_pruned(root, tmp_path, monkeypatch):
+    """The preset's ignored output layer stays at 100% by design; its tick says so."""
+    from open_lth_concave.report import figures
+    assert cli.main(["lottery", "--default_hparams=digits_lenet_300_100", "--quiet", "--levels=1",
+                     "--training_steps=1ep"]) == 0
+    ticks = {}
+    save = figures._save
+
+    def keep(fig, path):
+        ticks[path.name] = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+        save(fig, path)
+    monkeypatch.setattr(figures, "_save", keep)
+    (exp,) = root.glob("lottery_*")
+    assert cli.main(["summary", str(exp), "--figures", str(tmp_path / "figs")]) == 0
+    assert ticks["layer_remaining.png"] == ["fc_layers.0", "fc_layers.1", "fc (never pruned)"]

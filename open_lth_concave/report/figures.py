@@ -238,6 +238,12 @@ def layer_remaining(exp) -> dict[int, dict[str, float]]:
     return out
 
 
+def ignored_tensors(exp) -> set[str]:
+    """The tensors the experiment's pruning leaves alone (its --pruning_layers_to_ignore)."""
+    value = (getattr(exp, "hparams", None) or {}).get("pruning_hparams", {}).get("pruning_layers_to_ignore")
+    return {t.strip() for t in value.split(",") if t.strip()} if isinstance(value, str) else set()
+
+
 def plot_layer_remaining(experiments, labels: list[str], path: Path) -> bool:
     data = [(exp, label, layer_remaining(exp)) for exp, label in zip(experiments, labels)]
     data = [d for d in data if d[2]]
@@ -253,7 +259,9 @@ def plot_layer_remaining(experiments, labels: list[str], path: Path) -> bool:
                     linewidth=1.3, label="dense" if level == 0 else f"level {level}")
         ax.set_yscale("log")
         ax.set_xticks(xs)
-        ax.set_xticklabels([t.replace(".weight", "") for t in tensors], rotation=60, ha="right", fontsize=6)
+        ignored = ignored_tensors(exp)   # drawn at 100% by design: say so on the axis
+        ax.set_xticklabels([t.replace(".weight", "") + (" (never pruned)" if t in ignored else "") for t in tensors],
+                           rotation=60, ha="right", fontsize=6)
         ax.set_title(f"{names.strategy_name(label)} (replicate {min(exp.replicates)})", fontsize=9)
         ax.set_ylabel("remaining weights (%)", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
