@@ -423,3 +423,28 @@ def test_the_per_layer_figure_says_which_tensor_is_never_pruned(root, tmp_path, 
     (exp,) = root.glob("lottery_*")
     assert cli.main(["summary", str(exp), "--figures", str(tmp_path / "figs")]) == 0
     assert ticks["layer_remaining.png"] == ["fc_layers.0", "fc_layers.1", "fc (never pruned)"]
+
+
+def test_learning_curves_zoom_on_the_differences_and_label_the_mean_sparsity(root, tmp_path, monkeypatch):
+    """n=2 replicates: each level's legend gives the mean remaining share over them (it showed replicate 1's),
+    and the accuracy axis covers the curves past their start instead of 0-100."""
+    import json
+    from open_lth_concave.report import figures
+    for r in (1, 2):
+        assert cli.main(["lottery", "--default_hparams=digits_lenet_300_100", "--quiet", "--levels=1", "--training_steps=3ep",
+                         "--pruning_strategy=concave_log", "--pruning_mode=threshold", "--mask_optimizer=scaled",
+                         f"--replicate={r}"]) == 0
+    drawn = {}
+    save = figures._save
+
+    def keep(fig, path):
+        drawn[path.name] = [(ax.get_ylim(), [t.get_text() for t in ax.get_legend().get_texts()])
+                            for ax in fig.axes if ax.get_legend() is not None]
+        save(fig, path)
+    monkeypatch.setattr(figures, "_save", keep)
+    (exp,) = root.glob("lottery_*")
+    assert cli.main(["summary", str(exp), "--figures", str(tmp_path / "figs")]) == 0
+    ((low, high), legend), = drawn["learning_curves.png"]
+    shares = [json.loads((exp / f"replicate_{r}" / "report.json").read_text())["levels"][1]["remaining"] for r in (1, 2)]
+    assert shares[0] != shares[1] and legend[1] == f"level 1 ({100 * sum(shares) / 2:.3g}%)"
+    assert 50 < low < high <= 100

@@ -93,6 +93,17 @@ def learning_curve(exp, level: int) -> Optional[tuple[list[int], list[float]]]:
     return steps, [sum(by_step[s]) / len(by_step[s]) for s in steps]
 
 
+def curve_limits(accuracies: list[list[float]], steps: list[list[int]]) -> tuple[float, float]:
+    """The accuracy axis of learning curves: the range the curves cover after their first tenth (the start
+    at chance would squeeze the differences that matter into a sliver), with margins, inside [0, 100]."""
+    last = max((s[-1] for s in steps if s), default=0)
+    late = [a for acc, s in zip(accuracies, steps) for a, it in zip(acc, s) if it >= 0.1 * last] or \
+        [a for acc in accuracies for a in acc]
+    lo, hi = min(late), max(late)
+    margin = max(0.5, 0.08 * (hi - lo))
+    return max(0.0, lo - margin), min(100.0, hi + margin)
+
+
 def plot_learning_curves(experiments, labels: list[str], path: Path) -> bool:
     curves = [(exp, label, {lv: learning_curve(exp, lv) for lv in _levels(exp)}) for exp, label in zip(experiments, labels)]
     curves = [(e, lab, {lv: c for lv, c in cs.items() if c}) for e, lab, cs in curves]
@@ -103,13 +114,14 @@ def plot_learning_curves(experiments, labels: list[str], path: Path) -> bool:
     for ax, (exp, label, by_level) in zip(axes, curves):
         colors = _level_colors(list(by_level))
         for level, (steps, acc) in sorted(by_level.items()):
-            remaining = next((100 * r["remaining"] for rows in exp.replicates.values() for r in rows
-                              if r["level"] == level), None)
+            shares = [100 * r["remaining"] for rows in exp.replicates.values() for r in rows if r["level"] == level]
+            remaining = sum(shares) / len(shares) if shares else None    # the mean over the replicates drawn
             name = "dense" if level == 0 else f"level {level}"
             ax.plot(steps, acc, color=colors[level], linewidth=2.2 if level == 0 else 1.4,
                     marker="o" if len(steps) <= 12 else None, markersize=3,
                     label=f"{name} ({remaining:.3g}%)" if remaining is not None else name)
         ax.set_title(f"{names.strategy_name(label)} (n={len(exp.replicates)})", fontsize=9)
+        ax.set_ylim(*curve_limits([acc for steps, acc in by_level.values()], [steps for steps, _ in by_level.values()]))
         ax.set_xlabel("training step (iterations)", fontsize=8)
         ax.set_ylabel("test accuracy (%)", fontsize=8)
         ax.grid(True, alpha=0.3)
