@@ -387,6 +387,9 @@ def test_a_damaged_search_checkpoint_is_named_and_the_run_redone_identically(tmp
     assert cli.main([*argv, "--root", str(tmp_path / "hurt")]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "checkpoint.pth" in warnings[0] and "starting this run again" in warnings[0], warnings
+    assert "set aside as checkpoint.rejected.pth" in warnings[0]
+    kept = io.load_torch(hurt / "checkpoint.rejected.pth")          # the damaged checkpoint is kept, not deleted
+    assert kept["iteration"] == state["iteration"]
     for name in ("model_ep3_it0.pth", "strategy_final.pth"):
         a, b = io.load_torch(clean / name), io.load_torch(hurt / name)
         flat_a = {k: v for k, v in (a.get("relaxed_mask", a)).items()}

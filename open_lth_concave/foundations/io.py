@@ -151,6 +151,21 @@ def remove(path: Path) -> None:
     distributed.barrier()
 
 
+def set_aside(path: Path, name: str) -> Path:
+    """Move a file found unusable to `name` beside it (replacing an earlier one set aside there), so that
+    nothing is lost and the run can start again (rank 0 only under torchrun); returns the new path."""
+    from open_lth_concave.foundations import distributed
+    target = Path(path).with_name(name)
+    if distributed.is_writer():
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            pass
+        _record_hash(Path(path), None)
+    distributed.barrier()
+    return target
+
+
 def save_bytes(data: bytes, path: Path) -> None:
     _atomic_write_bytes(path, data)
 

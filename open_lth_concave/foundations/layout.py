@@ -60,6 +60,7 @@ TIMING = "timing.json"
 PLATFORM = "platform.json"
 HPARAMS_LOG = "hparams.log"
 CHECKPOINT = "checkpoint.pth"
+REJECTED_CHECKPOINT = "checkpoint.rejected.pth"   # a checkpoint found damaged, set aside (the last one)
 STRATEGY_FINAL = "strategy_final.pth"
 STACKED_RECORD = "stacked.json"   # which replicates were trained together
 LOCK = ".lock"
@@ -77,7 +78,7 @@ FIGURES = ("learning_curves.png", "mask_histograms.png", "layer_remaining.png") 
 
 CORE_NAMES = (HPARAMS_RECORD, REPORT, TENSORBOARD, MAIN, PRUNING, SEARCH, MASK, SPARSITY_REPORT, PRUNING_RECORD,
               BRANCH_RECORD, LOGGER, TIMING, PLATFORM, HPARAMS_LOG, CHECKPOINT, STRATEGY_FINAL, STACKED_RECORD, LOCK,
-              CONTENT_HASHES)
+              CONTENT_HASHES, REJECTED_CHECKPOINT)
 
 
 def experiment_name(prefix: str, digest: str) -> str:

@@ -3,7 +3,9 @@
 It holds the model's state, the optimizer's and the strategy's, the next step, the seconds spent so far
 and the metric logger; single runs and stacked replicates (whose model is the stacked module) write the
 same format. A checkpoint that is damaged, of another model, outside this run's steps or not this run's
-optimizer or strategy state is removed with a warning and the run starts again from its start point.
+optimizer or strategy state, or one whose states are not finite, out of their domain or out of step with
+its logger, is set aside (`checkpoint.rejected.pth`, the last one kept) with a warning naming it, and the
+run starts again from its start point.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from open_lth_concave.foundations import distributed, io, validate
+from open_lth_concave.foundations import distributed, io, layout, validate
 from open_lth_concave.foundations.step import Step
 from open_lth_concave.training.metric_logger import MetricLogger
 from open_lth_concave.training.progress import warn
@@ -87,8 +89,8 @@ def load(path: Path, device: torch.device, model: nn.Module, start: Step, end: S
         validate.all_finite(state["strategy"], path, "training strategy's state")
         return state
     except io.CorruptFileError as e:
-        warn(f"{label}: {e}; starting this run again from its start point")
-        io.remove(path)
+        aside = io.set_aside(path, layout.REJECTED_CHECKPOINT)
+        warn(f"{label}: {e}; set aside as {aside.name}, starting this run again from its start point")
         return None
 
 
@@ -120,14 +122,14 @@ def resume(path: Optional[Path], device: torch.device, model: nn.Module, optimiz
             strides_of_parameters(optimizer)
             strategy.adapt_optimizer_state(optimizer)
         except io.CorruptFileError as e:
-            warn(f"{label}: {e}; starting this run again from its start point")
-            io.remove(path)
+            aside = io.set_aside(path, layout.REJECTED_CHECKPOINT)
+            warn(f"{label}: {e}; set aside as {aside.name}, starting this run again from its start point")
             state = None
             strategy, optimizer = rebuild()
         except Exception as e:  # noqa: BLE001 - any mismatch of a saved state with this run's objects
+            aside = io.set_aside(path, layout.REJECTED_CHECKPOINT)
             warn(f"{label}: cannot use {path}: not this run's optimizer or strategy state "
-                 f"({type(e).__name__}); starting this run again from its start point")
-            io.remove(path)
+                 f"({type(e).__name__}); set aside as {aside.name}, starting this run again from its start point")
             state = None
             strategy, optimizer = rebuild()
     if state is not None:
